@@ -1,0 +1,168 @@
+"""Making a magic awaitable: the cell stays busy while the kernel's event loop stays free.
+
+IPython has no async magics, but it decides whether a cell is async *after* its input
+transformers ran. :func:`await_magics` (an ``input_transformers_post`` stage) rewrites a
+top-level ``get_ipython().run_cell_magic('arun', ...)`` or ``[x =]
+get_ipython().run_line_magic('arun', ...)`` into ``await`` of this module's :func:`cell`
+or :func:`line`, so ipykernel runs the cell as a task on its loop, and an interrupt
+cancels that task. Where no rewrite applies (autoawait off, a magic inside a function)
+the magic runs the same coroutine to the end with :func:`run_blocking`.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextvars
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from IPython import get_ipython
+
+T = TypeVar("T")
+
+AWAITABLE_MAGICS: dict[str, set[str]] = {"cell": set(), "line": set()}
+"""Magic names, by kind, whose top-level calls are rewritten; filled by the magics class."""
+
+_CALLS = {"run_cell_magic": "cell", "run_line_magic": "line"}
+
+
+def await_magics(lines: list[str]) -> list[str]:
+    """Input transformer: await top-level calls of asyncmagic's magics."""
+    shell = get_ipython()
+    if shell is None or not shell.autoawait or not _asyncio_runner(shell):
+        return lines
+    source = "".join(lines)
+    if "get_ipython().run_" not in source:
+        return lines
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return lines
+    edits = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Expr):
+            call, value = stmt.value, False
+        elif isinstance(stmt, ast.Assign):
+            call, value = stmt.value, True
+        else:
+            continue
+        kind = _magic_kind(call)
+        if kind is not None:
+            edits.append((call, kind, value))
+    if not edits:
+        return lines
+    encoded = [line.encode() for line in source.splitlines(keepends=True)]
+    for call, kind, value in reversed(edits):
+        _rewrite(encoded, call, kind, value)
+    return [line.decode() for line in encoded]
+
+
+def _magic_kind(node: ast.expr) -> str | None:
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    owner = node.func.value
+    if not (isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "get_ipython"):
+        return None
+    kind = _CALLS.get(node.func.attr)
+    if kind is None or not node.args or not isinstance(node.args[0], ast.Constant):
+        return None
+    return kind if node.args[0].value in AWAITABLE_MAGICS[kind] else None
+
+
+def _rewrite(lines: list[bytes], call: ast.Call, kind: str, value: bool) -> None:
+    func = call.func
+    assert call.end_lineno is not None and call.end_col_offset is not None
+    assert func.end_lineno is not None and func.end_col_offset is not None
+    end = lines[call.end_lineno - 1]
+    # The flag goes before the closing parenthesis; the later edit first keeps offsets valid.
+    lines[call.end_lineno - 1] = end[: call.end_col_offset - 1] + f", _value={value})".encode() + end[call.end_col_offset :]
+    if func.end_lineno == func.lineno:
+        row = lines[func.lineno - 1]
+        head = f"await __import__('asyncmagic.awaiting').awaiting.{kind}".encode()
+        lines[func.lineno - 1] = row[: func.col_offset] + head + row[func.end_col_offset :]
+
+
+def _asyncio_runner(shell: Any) -> bool:
+    from IPython.core.async_helpers import _asyncio_runner as runner
+
+    return shell.loop_runner is runner
+
+
+def cell(name: str, line: str, cell: str, _value: bool = False) -> Awaitable[Any]:
+    """What a rewritten ``%%name line`` cell awaits."""
+    magics, fn = _find(name)
+    return magics.awaitable(name, _expand(fn, line), cell, value=_value)
+
+
+def line(name: str, line: str, _value: bool = False) -> Awaitable[Any]:
+    """What a rewritten ``[x =] %name line`` awaits."""
+    magics, fn = _find(name)
+    return magics.awaitable(name, _expand(fn, line), None, value=_value)
+
+
+def _find(name: str) -> tuple[Any, Callable[..., Any]]:
+    from .magics import AsyncMagics
+
+    shell = get_ipython()
+    magics = shell.magics_manager.registry.get(AsyncMagics.__name__)
+    fn = getattr(magics, name, None)
+    if magics is None or fn is None:
+        raise NameError(f"asyncmagic is not loaded: run %load_ext asyncmagic (magic {name!r})")
+    return magics, fn
+
+
+def _expand(fn: Callable[..., Any], line: str) -> str:
+    """Expand ``$name``/``{name}`` in the options line as IPython would, unless the magic opts out."""
+    from IPython.core.magic import MAGIC_NO_VAR_EXPAND_ATTR
+
+    if getattr(fn, MAGIC_NO_VAR_EXPAND_ATTR, False):
+        return line
+    # depth 2: var_expand's caller is _expand, whose caller is cell()/line(), called by the cell.
+    return get_ipython().var_expand(line, 2)
+
+
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to the end from synchronous code, even inside a running event loop.
+
+    With no loop running in this thread, ``asyncio.run`` (which turns Ctrl-C into a
+    cancellation). Inside a running loop (a magic called from a function in a notebook
+    cell), a fresh loop in a worker thread, in this context so output reaches this cell;
+    a KeyboardInterrupt here cancels the coroutine, waits for its cleanup, and then
+    re-raises whatever it ended with.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    outcome: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def worker() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            task = loop.create_task(coro)
+            outcome["cancel"] = lambda: loop.call_soon_threadsafe(task.cancel)
+            ready.set()
+            outcome["value"] = loop.run_until_complete(task)
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            ready.set()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(worker,), name="asyncmagic-blocking", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        ready.wait()
+        outcome.get("cancel", lambda: None)()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

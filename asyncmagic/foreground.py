@@ -1,0 +1,81 @@
+"""Running a command for a cell in the foreground: stream it in, then report and store.
+
+Between the magics (which only parse) and the engine (which knows no IPython): it wires
+the engine's output to the cell, turns a cancelled cell into an interrupt of the whole
+process tree, stores the captures in the user's variables, and applies the error policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from .options import RunSettings
+from .output import LiveOutput
+from .process import start
+from .result import CommandError, Result
+
+
+async def run_for_cell(
+    command: str | Sequence[str],
+    run: RunSettings,
+    namespace: dict[str, Any],
+    *,
+    shell: str | None = None,
+) -> Result:
+    """Run ``command`` with ``run``'s settings, streaming into the current cell.
+
+    An interrupt of the cell (its task cancelled) ends the command's whole tree and
+    raises :class:`CommandError` saying "interrupted", with or without ``--no-raise``:
+    the person asked everything to stop.
+    """
+    live = None if run.quiet else LiveOutput()
+    try:
+        proc = await start(
+            command,
+            shell=shell,
+            timeout=run.timeout,
+            grace=run.grace,
+            input=run.input,
+            cwd=run.cwd,
+            env=run.env,
+            on_output=live,
+        )
+    except FileNotFoundError as exc:
+        raise UsageError(f"cannot start {exc.filename or command!s}: no such file or directory") from None
+    except PermissionError as exc:
+        raise UsageError(f"cannot start {exc.filename or command!s}: permission denied") from None
+    try:
+        try:
+            result = await proc.wait()
+        except asyncio.CancelledError:
+            result = await proc.interrupt()
+    finally:
+        if live is not None:
+            live.close()
+    store(result, run, namespace)
+    report(result, run)
+    return result
+
+
+def store(result: Result, run: RunSettings, namespace: dict[str, Any]) -> None:
+    """Put the captures and the Result into the user's variables named by the options."""
+    if run.out:
+        namespace[run.out] = result.stdout
+    if run.err:
+        namespace[run.err] = result.stderr
+    if run.result:
+        namespace[run.result] = result
+
+
+def report(result: Result, run: RunSettings) -> None:
+    """Raise CommandError for a failure, or with ``--no-raise`` print its one line."""
+    if result.ok:
+        return
+    if run.raise_on_error or result.ended == "interrupted":
+        raise CommandError(result)
+    print(result.summary(), file=sys.stderr, flush=True)

@@ -1,0 +1,200 @@
+"""The options the magics share, and turning them into checked settings for the engine.
+
+Everything here runs before anything starts: a bad value is a ``UsageError`` that names
+the problem, and no process is spawned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import io
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, argument_group
+
+from .stdin import InputSource
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_WORD = re.compile(r"""(?:[^\s'"\\]|\\.|'[^']*'?|"(?:[^"\\]|\\.)*"?)+""")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
+def run_options(func: F) -> F:
+    """Decorate a magic with the options every asyncmagic command takes."""
+    decorators = [
+        argument_group("Running"),
+        argument("-t", "--timeout", type=_seconds, metavar="SECONDS",
+                 help="End the command and everything it started after SECONDS "
+                      "(SIGTERM to the whole process group, SIGKILL after --grace)."),
+        argument("--grace", type=_seconds, metavar="SECONDS",
+                 help="Seconds between SIGTERM and SIGKILL when stopping (default 2)."),
+        argument("--cwd", metavar="DIR", help="Run in this directory."),
+        argument("--env", action="append", metavar="NAME=VALUE", default=[],
+                 help="Set an environment variable for the command (repeatable)."),
+        argument_group("Input"),
+        argument("-i", "--input", metavar="TEXT",
+                 help=r"Text for the command's stdin; Python escapes such as \n are understood. "
+                      "Without --input or --stdin, stdin is /dev/null."),
+        argument("--stdin", metavar="NAME",
+                 help="Feed stdin from a variable: str, bytes, an iterable of lines, "
+                      "an open file, or a pathlib.Path (that file's contents)."),
+        argument_group("Output"),
+        argument("-o", "--out", metavar="NAME", help="Store the captured stdout text in variable NAME."),
+        argument("-e", "--err", metavar="NAME", help="Store the captured stderr text in variable NAME."),
+        argument("-r", "--result", metavar="NAME", help="Store the Result in variable NAME."),
+        argument("-q", "--quiet", action="store_true", help="Show nothing live (capture still works)."),
+        argument("--no-raise", action="store_true",
+                 help="Report a failure (non-zero exit, timeout) instead of raising CommandError."),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Checked settings for one run, from the options and the magics' configured defaults."""
+
+    timeout: float | None
+    grace: float
+    input: InputSource | None
+    cwd: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    out: str | None = None
+    err: str | None = None
+    result: str | None = None
+    quiet: bool = False
+    raise_on_error: bool = True
+
+
+def settings(
+    args: argparse.Namespace,
+    namespace: dict[str, Any],
+    *,
+    timeout: float | None,
+    grace: float,
+    raise_on_error: bool,
+) -> RunSettings:
+    """Check ``args`` against the user's ``namespace``; configured defaults fill the gaps."""
+    timeout = args.timeout if args.timeout is not None else timeout
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    grace = args.grace if args.grace is not None else grace
+    if grace < 0:
+        raise UsageError(f"--grace must be zero or more seconds, not {grace:g}")
+    if args.input is not None and args.stdin is not None:
+        raise UsageError("give --input or --stdin, not both")
+    for name in (args.out, args.err, args.result):
+        if name is not None and not name.isidentifier():
+            raise UsageError(f"not a valid variable name: {name!r}")
+    return RunSettings(
+        timeout=timeout,
+        grace=grace,
+        input=_input(args, namespace),
+        cwd=_cwd(args.cwd),
+        env=_env(args.env),
+        out=args.out,
+        err=args.err,
+        result=args.result,
+        quiet=args.quiet,
+        raise_on_error=raise_on_error and not args.no_raise,
+    )
+
+
+def unescape(text: str) -> str:
+    r"""Understand Python escapes (``\n``, ``\t``, ``\x41``, ``\u00e9``) in ``text``."""
+    try:
+        return codecs.decode(text.encode("latin-1", "backslashreplace"), "unicode_escape")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--input: bad escape in {text!r}: {exc.reason}") from None
+
+
+def _input(args: argparse.Namespace, namespace: dict[str, Any]) -> InputSource | None:
+    if args.input is not None:
+        return unescape(args.input)
+    if args.stdin is None:
+        return None
+    name = args.stdin
+    if name not in namespace:
+        raise UsageError(f"--stdin: no variable named {name!r}")
+    value = namespace[name]
+    if isinstance(value, Path):
+        if not value.is_file():
+            raise UsageError(f"--stdin: {name} is the path {str(value)!r}, which is not a readable file")
+        return value
+    if isinstance(value, (str, bytes, bytearray, io.IOBase)) or hasattr(value, "read"):
+        return value
+    if isinstance(value, Iterable) or hasattr(value, "__aiter__"):
+        return value
+    raise UsageError(
+        f"--stdin: {name} is a {type(value).__name__}; give str, bytes, an iterable of lines, "
+        "an open file or a pathlib.Path"
+    )
+
+
+def _cwd(cwd: str | None) -> str | None:
+    if cwd is None:
+        return None
+    path = os.path.expanduser(cwd)
+    if not os.path.isdir(path):
+        raise UsageError(f"--cwd: no such directory: {cwd}")
+    return path
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or "\0" in pair:
+            raise UsageError(f"--env takes NAME=VALUE, not {pair!r}")
+        env[name] = value
+    return env
+
+
+def split_command(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    """Split a line magic's text into its leading options and the command, kept verbatim.
+
+    The command is the rest of the line from the first word that is not an option (or
+    after ``--``), untouched, so the shell sees its quotes, pipes and ``$VARS`` as typed.
+    """
+    actions = parser._option_string_actions
+    pos = 0
+    expect_value = False
+    for match in _WORD.finditer(line):
+        word = match.group()
+        if expect_value:
+            expect_value = False
+            pos = match.end()
+            continue
+        if word == "--":
+            return line[: match.start()], line[match.end():].strip()
+        if not word.startswith("-") or word == "-":
+            return line[: match.start()], line[match.start():].strip()
+        name = word.split("=", 1)[0]
+        action = actions.get(name)
+        if action is None and not name.startswith("--") and len(name) > 2:
+            action = actions.get(name[:2])  # -t5 style
+            if action is not None and action.nargs != 0:
+                pos = match.end()
+                continue
+        if action is not None and action.nargs != 0 and "=" not in word:
+            expect_value = True
+        pos = match.end()
+    return line[:pos], ""

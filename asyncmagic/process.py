@@ -1,0 +1,374 @@
+"""Running one command: spawn it in its own session, pump its output, feed its input, end it.
+
+The engine knows nothing of IPython. ``start()`` gives a :class:`Process`; ``run()`` waits
+for it and ends the whole tree if the waiting task is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from .result import Ended, Result
+from .stdin import InputSource, byte_chunks, check_source
+from .stopping import end_group, group_alive
+
+OutputCallback = Callable[[str, str], None]
+"""Called as ``on_output(stream, text)`` with ``stream`` "stdout" or "stderr", in arrival order."""
+
+READ_CHUNK = 256 * 1024
+EOF_AFTER_GROUP_GONE = 0.5
+"""Seconds to keep waiting for end-of-file once no process of the group is left.
+
+A process that moved to another session (``setsid``) may still hold the pipe; we stop
+listening to it rather than hang.
+"""
+
+_STREAM_NAMES = {1: "stdout", 2: "stderr"}
+
+
+def default_shell() -> str:
+    """bash when the machine has it, else sh."""
+    return shutil.which("bash") or "/bin/sh"
+
+
+def child_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The child's environment: ours, the overrides, and unbuffered Python unless set."""
+    merged = dict(os.environ)
+    merged.update(env or {})
+    merged.setdefault("PYTHONUNBUFFERED", "1")
+    return merged
+
+
+class _Pump(asyncio.SubprocessProtocol):
+    """Receives the child's pipes: decodes, captures and forwards output as it arrives."""
+
+    def __init__(self, on_output: OutputCallback | None, loop: asyncio.AbstractEventLoop) -> None:
+        self._on_output = on_output
+        self._decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in (1, 2)}
+        self.captured: dict[int, list[str]] = {1: [], 2: []}
+        self.eof = {fd: loop.create_future() for fd in (1, 2)}
+        self.exited = loop.create_future()
+        self.stdin_lost = False
+        self._can_write: asyncio.Future[None] | None = None
+        self._loop = loop
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self._emit(fd, self._decoders[fd].decode(data))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 0:
+            self.stdin_lost = True
+            self.resume_writing()
+            return
+        self._emit(fd, self._decoders[fd].decode(b"", final=True))
+        if not self.eof[fd].done():
+            self.eof[fd].set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._can_write is None:
+            self._can_write = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+        self._can_write = None
+
+    async def drain(self) -> None:
+        if self._can_write is not None:
+            await self._can_write
+
+    def _emit(self, fd: int, text: str) -> None:
+        if not text:
+            return
+        self.captured[fd].append(text)
+        if self._on_output is not None:
+            self._on_output(_STREAM_NAMES[fd], text)
+
+
+class Process:
+    """A command started by :func:`start`; there is no public constructor.
+
+    It runs as the leader of a new session, so ``pgid == pid`` names its whole tree.
+    :meth:`wait` returns the :class:`Result` once the command and every process it left
+    behind have ended and its output is read to the end.
+    """
+
+    command: str
+    pid: int
+    started_at: datetime
+
+    def __init__(self, *, _token: object) -> None:
+        if _token is not _TOKEN:
+            raise TypeError("use asyncmagic.start() to start a process")
+
+    @property
+    def pgid(self) -> int:
+        return self.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status (``-N`` for signal N) once the command itself exited, else None."""
+        return self._transport.get_returncode()
+
+    def done(self) -> bool:
+        return self._finished.done()
+
+    @property
+    def stdout(self) -> str:
+        """Standard output received so far."""
+        return "".join(self._pump.captured[1])
+
+    @property
+    def stderr(self) -> str:
+        """Standard error received so far."""
+        return "".join(self._pump.captured[2])
+
+    async def wait(self) -> Result:
+        """Wait for the end; cancelling the waiter does not stop the command."""
+        return await asyncio.shield(self._finished)
+
+    async def stop(self, ended: Ended = "killed", *, grace: float | None = None) -> Result:
+        """End the whole tree (SIGINT first when ``ended`` is "interrupted") and return the Result.
+
+        The first reason given wins: a command that timed out stays "timeout" even if it
+        is killed again while it is being stopped.
+        """
+        if not self._finished.done() and self._stopping is None:
+            if not self._pump.exited.done():
+                self._ended = ended
+            first = signal.SIGINT if ended == "interrupted" else signal.SIGTERM
+            self._stopping = asyncio.ensure_future(
+                end_group(self.pgid, first=first, grace=self._grace if grace is None else grace)
+            )
+        return await self.wait()
+
+    async def interrupt(self) -> Result:
+        """Stop as the stop button does: SIGINT, then SIGTERM, then SIGKILL."""
+        return await self.stop("interrupted")
+
+    async def send(self, data: str | bytes) -> None:
+        """Write to the command's stdin (started with ``stdin="pipe"``) and wait until it is taken."""
+        pipe = self._transport.get_pipe_transport(0)
+        if pipe is None or pipe.is_closing() or self._pump.stdin_lost:
+            raise BrokenPipeError("the command's stdin is closed")
+        pipe.write(data.encode() if isinstance(data, str) else data)
+        await self._pump.drain()
+
+    async def close_stdin(self) -> None:
+        """Send end-of-file on the command's stdin."""
+        pipe = self._transport.get_pipe_transport(0)
+        if pipe is not None and not pipe.is_closing():
+            await self._pump.drain()
+            pipe.close()
+
+    # -- inside ------------------------------------------------------------------------
+
+    async def _feed(self, source: InputSource) -> None:
+        """Write all of ``source`` to stdin with back-pressure, then close it.
+
+        A child that exits without reading everything (BrokenPipe) is not an error.
+        """
+        try:
+            async for chunk in byte_chunks(source):
+                pipe = self._transport.get_pipe_transport(0)
+                if pipe is None or pipe.is_closing() or self._pump.stdin_lost:
+                    return
+                pipe.write(chunk)
+                await self._pump.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except BaseException as exc:
+            self._feed_error = exc
+            await self.stop("killed")
+            raise
+        finally:
+            pipe = self._transport.get_pipe_transport(0)
+            if pipe is not None:
+                pipe.close()
+
+    async def _finish(self) -> Result:
+        await self._pump.exited
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._stopping is None and group_alive(self.pgid):
+            # The command is done; what it left running in the background ends with it.
+            self._stopping = asyncio.ensure_future(end_group(self.pgid, grace=self._grace))
+        if self._stopping is not None:
+            await self._stopping
+        await self._wait_eof()
+        if self._stopping is not None:  # a stop requested while the output drained
+            await self._stopping
+        if self._feeder is not None:
+            try:
+                await self._feeder
+            except BaseException:
+                pass
+        self._transport.close()
+        return self._result()
+
+    async def _wait_eof(self) -> None:
+        eofs = asyncio.gather(*self._pump.eof.values())
+        while True:
+            done, _ = await asyncio.wait([eofs], timeout=EOF_AFTER_GROUP_GONE)
+            if done or not group_alive(self.pgid):
+                break
+        if not eofs.done():
+            eofs.cancel()
+            await asyncio.wait([eofs], timeout=EOF_AFTER_GROUP_GONE)
+
+    def _result(self) -> Result:
+        returncode = self._transport.get_returncode()
+        assert returncode is not None
+        ended = self._ended or ("signal" if returncode < 0 else "exit")
+        return Result(
+            command=self.command,
+            returncode=returncode,
+            stdout="".join(self._pump.captured[1]),
+            stderr="".join(self._pump.captured[2]),
+            started_at=self.started_at,
+            finished_at=_now(),
+            ended=ended,
+            timeout=self._timeout,
+        )
+
+    def _on_timeout(self) -> None:
+        asyncio.ensure_future(self.stop("timeout"))
+
+
+_TOKEN = object()
+
+
+async def start(
+    command: str | Sequence[str],
+    *,
+    shell: str | None = None,
+    timeout: float | None = None,
+    grace: float = 2.0,
+    input: InputSource | None = None,
+    stdin: str | int | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    on_output: OutputCallback | None = None,
+) -> Process:
+    """Start ``command`` and return its :class:`Process`.
+
+    A string runs as a script of ``shell`` (default: bash, else sh), passed as an argument
+    so that a command in it that reads stdin cannot swallow the lines after it. A sequence
+    is executed directly. stdin is /dev/null unless ``input`` is given, or ``stdin`` is
+    "pipe" (write with :meth:`Process.send`) or an open file descriptor.
+    """
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be positive, not {timeout}")
+    if grace < 0:
+        raise ValueError(f"grace must be zero or more, not {grace}")
+    if input is not None:
+        check_source(input)
+    if isinstance(command, str):
+        argv = [shell or default_shell(), "-c", command]
+        text = command
+    else:
+        argv = [os.fspath(a) for a in command]
+        text = " ".join(argv)
+    stdin_arg: Any = asyncio.subprocess.DEVNULL
+    if input is not None or stdin == "pipe":
+        stdin_arg = asyncio.subprocess.PIPE
+    elif isinstance(stdin, int):
+        stdin_arg = stdin
+    loop = asyncio.get_running_loop()
+    pump = _Pump(on_output, loop)
+    started_at = _now()
+    with _sigint_default_in_children() as preexec:
+        transport, _ = await loop.subprocess_exec(
+            lambda: pump,
+            *argv,
+            stdin=stdin_arg,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=child_env(env),
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    proc = Process(_token=_TOKEN)
+    proc.command = text
+    proc.pid = transport.get_pid()
+    proc.started_at = started_at
+    proc._transport = transport
+    proc._pump = pump
+    proc._grace = grace
+    proc._timeout = timeout
+    proc._ended = None
+    proc._stopping = None
+    proc._feed_error = None
+    proc._timer = loop.call_later(timeout, proc._on_timeout) if timeout is not None else None
+    proc._feeder = asyncio.ensure_future(proc._feed(input)) if input is not None else None
+    proc._finished = asyncio.ensure_future(proc._finish())
+    return proc
+
+
+async def run(command: str | Sequence[str], **options: Any) -> Result:
+    """Run ``command`` to the end and return its :class:`Result` (options as for :func:`start`).
+
+    If the calling task is cancelled, the command's whole tree is interrupted (SIGINT,
+    SIGTERM, SIGKILL) before the cancellation propagates.
+    """
+    proc = await start(command, **options)
+    try:
+        return await proc.wait()
+    except asyncio.CancelledError:
+        await proc.interrupt()
+        raise
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _sigint_default_in_children:
+    """Make children start with the default SIGINT action.
+
+    ipykernel ignores SIGINT between cells, and an ignored signal stays ignored across
+    exec, so a child spawned then could not be interrupted. A signal with a Python
+    handler resets to the default on exec; so, in the main thread, we install a no-op
+    handler around the spawn (cheap, and keeps the fast vfork path). Elsewhere we fall
+    back to a ``preexec_fn`` that resets it in the child.
+    """
+
+    def __enter__(self) -> Callable[[], None] | None:
+        self._saved: Any = None
+        if threading.current_thread() is not threading.main_thread():
+            return _reset_sigint
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            self._saved = signal.SIG_IGN
+            signal.signal(signal.SIGINT, _ignore)
+            # The spawn happens before the first suspension: restore right after it.
+            asyncio.get_running_loop().call_soon(self._restore)
+        return None
+
+    def _restore(self) -> None:
+        if self._saved is not None and signal.getsignal(signal.SIGINT) is _ignore:
+            signal.signal(signal.SIGINT, self._saved)
+        self._saved = None
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """Stands in for SIG_IGN while a child is spawned."""
+
+
+def _reset_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -1,0 +1,123 @@
+"""The outcome of a command: a typed Result, and the error raised for a failed one."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Ended = Literal["exit", "signal", "timeout", "interrupted", "killed"]
+"""How a command ended.
+
+- ``exit``: it exited by itself, whatever the code.
+- ``signal``: a signal asyncmagic did not send killed it.
+- ``timeout``: asyncmagic ended it because its timeout expired.
+- ``interrupted``: asyncmagic ended it because the cell was interrupted.
+- ``killed``: asyncmagic ended it on request (a job's ``kill()``, kernel shutdown).
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command did.
+
+    ``returncode`` follows :mod:`subprocess`: the exit status, or ``-N`` when
+    signal N killed the process. ``str(result)`` is the captured stdout.
+    """
+
+    command: str
+    returncode: int
+    stdout: str
+    stderr: str
+    started_at: datetime
+    finished_at: datetime
+    ended: Ended = "exit"
+    timeout: float | None = None
+    stages: tuple[Result, ...] = field(default=(), repr=False)
+
+    @property
+    def duration(self) -> float:
+        """Seconds from start to the end of the last output."""
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited by itself with status 0."""
+        return self.ended == "exit" and self.returncode == 0
+
+    @property
+    def lines(self) -> list[str]:
+        """The captured stdout split into lines, without their newlines."""
+        return self.stdout.splitlines()
+
+    def __str__(self) -> str:
+        return self.stdout
+
+    def describe(self) -> str:
+        """How it ended, in a few words: ``exit 1``, ``killed by SIGKILL``, ``timed out after 3 s``."""
+        if self.ended == "timeout":
+            return f"timed out after {format_seconds(self.timeout or self.duration)}"
+        if self.ended == "interrupted":
+            return "interrupted"
+        if self.ended == "killed":
+            return "killed"
+        if self.returncode < 0:
+            return f"killed by {_signal_name(-self.returncode)}"
+        if self.returncode == 127:
+            return "exit 127 (command not found)"
+        return f"exit {self.returncode}"
+
+    def summary(self, width: int = 200) -> str:
+        """One line for a person: command, how it ended, duration; at most ``width`` characters."""
+        tail = f": {self.describe()} · {format_seconds(self.duration)}"
+        room = max(width - len(tail) - 2, 10)
+        return f"{_shorten(self.command, room)!s}{tail}"
+
+
+class CommandError(Exception):
+    """A command failed: a non-zero exit, a signal, a timeout or an interrupt.
+
+    It carries the :class:`Result`. In IPython it renders as one line, not a traceback,
+    so a failed cell says what failed and nothing more.
+    """
+
+    def __init__(self, result: Result) -> None:
+        super().__init__(result.summary())
+        self.result = result
+
+    @property
+    def returncode(self) -> int:
+        return self.result.returncode
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"CommandError: {self}"[:200]]
+
+
+def format_seconds(value: float) -> str:
+    """A duration for people: ``0.25 s``, ``4.2 s``, ``3 min 4 s``."""
+    if value < 10:
+        return f"{value:.2g} s" if value < 1 else f"{value:.1f} s"
+    if value < 60:
+        return f"{value:.0f} s"
+    minutes, secs = divmod(int(round(value)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _shorten(command: str, room: int) -> str:
+    first = command.strip().splitlines()[0] if command.strip() else ""
+    more = first != command.strip()
+    if len(first) > room or more:
+        first = first[: room - 1] + "…"
+    return first
+
