@@ -93,13 +93,36 @@ def _asyncio_runner(shell: Any) -> bool:
 def cell(name: str, line: str, cell: str, _value: bool = False) -> Awaitable[Any]:
     """What a rewritten ``%%name line`` cell awaits."""
     magics, fn = _find(name)
-    return magics.awaitable(name, _expand(fn, line), cell, value=_value)
+    return _interruptible(magics.awaitable(name, _expand(fn, line), cell, value=_value))
 
 
 def line(name: str, line: str, _value: bool = False) -> Awaitable[Any]:
     """What a rewritten ``[x =] %name line`` awaits."""
     magics, fn = _find(name)
-    return magics.awaitable(name, _expand(fn, line), None, value=_value)
+    return _interruptible(magics.awaitable(name, _expand(fn, line), None, value=_value))
+
+
+WAKE_EVERY = 0.05
+
+
+async def _interruptible(coro: Awaitable[T]) -> T:
+    """Await ``coro`` while waking the loop every 50 ms, so an interrupt is never stuck.
+
+    ipykernel's SIGINT handler for awaited cells schedules the cancellation with
+    ``call_soon`` from inside the signal handler, which does not wake a loop asleep in
+    ``select()``: a cell awaiting a silent process would only see its interrupt when
+    something else woke the loop. A cheap timer makes sure something does.
+    """
+    ticker = asyncio.ensure_future(_tick())
+    try:
+        return await coro
+    finally:
+        ticker.cancel()
+
+
+async def _tick() -> None:
+    while True:
+        await asyncio.sleep(WAKE_EVERY)
 
 
 def _find(name: str) -> tuple[Any, Callable[..., Any]]:
@@ -137,32 +160,34 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     except RuntimeError:
         return asyncio.run(coro)
     outcome: dict[str, Any] = {}
-    ready = threading.Event()
+    started = threading.Event()
+    finished = threading.Event()
 
     def worker() -> None:
         loop = asyncio.new_event_loop()
         try:
             task = loop.create_task(coro)
             outcome["cancel"] = lambda: loop.call_soon_threadsafe(task.cancel)
-            ready.set()
+            started.set()
             outcome["value"] = loop.run_until_complete(task)
         except BaseException as exc:
             outcome["error"] = exc
         finally:
-            ready.set()
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+            started.set()
+            finished.set()
 
     context = contextvars.copy_context()
-    thread = threading.Thread(target=context.run, args=(worker,), name="asyncmagic-blocking", daemon=True)
-    thread.start()
+    # Waiting on Events, not Thread.join: an interrupted join can leave the thread
+    # looking finished on Python < 3.13.
+    threading.Thread(target=context.run, args=(worker,), name="asyncmagic-blocking", daemon=True).start()
     try:
-        while thread.is_alive():
-            thread.join(0.1)
+        finished.wait()
     except KeyboardInterrupt:
-        ready.wait()
+        started.wait()
         outcome.get("cancel", lambda: None)()
-        thread.join()
+        finished.wait()
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

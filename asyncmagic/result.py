@@ -18,7 +18,7 @@ Ended = Literal["exit", "signal", "timeout", "interrupted", "killed"]
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Result:
     """What a finished command did.
 
@@ -53,6 +53,12 @@ class Result:
 
     def __str__(self) -> str:
         return self.stdout
+
+    def __repr__(self) -> str:
+        return (
+            f"<Result {_shorten(self.command, 60)!r}: {self.describe()} · {format_seconds(self.duration)}, "
+            f"stdout {len(self.stdout):,} chars, stderr {len(self.stderr):,} chars>"
+        )
 
     def describe(self) -> str:
         """How it ended, in a few words: ``exit 1``, ``killed by SIGKILL``, ``timed out after 3 s``."""
