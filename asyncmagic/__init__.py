@@ -18,29 +18,32 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext asyncmagic``: register the magics, their config and the awaiting transformer."""
+    """``%load_ext asyncmagic``: register the magics and the awaiting transformer.
+
+    Creating the magics adds them to ``ipython.configurables``, so ``%config
+    AsyncMagics.timeout = 60`` reaches them.
+    """
     from .awaiting import await_magics
     from .magics import AsyncMagics
 
-    magics = AsyncMagics(ipython)
-    ipython.register_magics(magics)
-    if magics not in ipython.configurables:
-        ipython.configurables.append(magics)
+    ipython.register_magics(AsyncMagics(ipython))
     if await_magics not in ipython.input_transformers_post:
         ipython.input_transformers_post.append(await_magics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """``%unload_ext asyncmagic``: remove the transformer and the magics."""
+    """``%unload_ext asyncmagic``: remove the transformer, the magics and their config entry."""
     from .awaiting import await_magics
     from .magics import AsyncMagics
 
     if await_magics in ipython.input_transformers_post:
         ipython.input_transformers_post.remove(await_magics)
-    magics = ipython.magics_manager.registry.pop(AsyncMagics.__name__, None)
-    if magics is not None:
-        for kind, names in magics.magics.items():
-            for name in names:
-                ipython.magics_manager.magics[kind].pop(name, None)
-        if magics in ipython.configurables:
-            ipython.configurables.remove(magics)
+    manager = ipython.magics_manager
+    for table in manager.magics.values():
+        for name, fn in list(table.items()):
+            if isinstance(getattr(fn, "__self__", None), AsyncMagics):
+                del table[name]
+    for key, magics in list(manager.registry.items()):
+        if isinstance(magics, AsyncMagics):
+            del manager.registry[key]
+    ipython.configurables[:] = [c for c in ipython.configurables if not isinstance(c, AsyncMagics)]

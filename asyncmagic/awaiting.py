@@ -63,7 +63,9 @@ def _magic_kind(node: ast.expr) -> str | None:
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
         return None
     owner = node.func.value
-    if not (isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "get_ipython"):
+    if not (
+        isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "get_ipython"
+    ):
         return None
     kind = _CALLS.get(node.func.attr)
     if kind is None or not node.args or not isinstance(node.args[0], ast.Constant):
@@ -77,7 +79,9 @@ def _rewrite(lines: list[bytes], call: ast.Call, kind: str, value: bool) -> None
     assert func.end_lineno is not None and func.end_col_offset is not None
     end = lines[call.end_lineno - 1]
     # The flag goes before the closing parenthesis; the later edit first keeps offsets valid.
-    lines[call.end_lineno - 1] = end[: call.end_col_offset - 1] + f", _value={value})".encode() + end[call.end_col_offset :]
+    lines[call.end_lineno - 1] = (
+        end[: call.end_col_offset - 1] + f", _value={value})".encode() + end[call.end_col_offset :]
+    )
     if func.end_lineno == func.lineno:
         row = lines[func.lineno - 1]
         head = f"await __import__('asyncmagic.awaiting').awaiting.{kind}".encode()
@@ -126,12 +130,17 @@ async def _tick() -> None:
 
 
 def _find(name: str) -> tuple[Any, Callable[..., Any]]:
+    """Our magics instance and the magic function, found through IPython's own lookup.
+
+    Not through ``magics_manager.registry``: it is keyed by class name, and IPython has an
+    ``AsyncMagics`` class of its own (for ``%autoawait``) that may take that key.
+    """
     from .magics import AsyncMagics
 
     shell = get_ipython()
-    magics = shell.magics_manager.registry.get(AsyncMagics.__name__)
-    fn = getattr(magics, name, None)
-    if magics is None or fn is None:
+    fn = shell.find_cell_magic(name) or shell.find_line_magic(name)
+    magics = getattr(fn, "__self__", None)
+    if not isinstance(magics, AsyncMagics):
         raise NameError(f"asyncmagic is not loaded: run %load_ext asyncmagic (magic {name!r})")
     return magics, fn
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import magic_arguments, parse_argstring
+from IPython.core.magic_arguments import magic_arguments
 from traitlets import Bool, Float, Unicode
 
 from . import awaiting
 from .foreground import run_for_cell
-from .options import run_options, settings, split_command
+from .options import parse, run_options, settings, split_command
 from .process import default_shell
 
 
@@ -26,7 +26,9 @@ from .process import default_shell
 class AsyncMagics(Magics):
     """Run shell commands as asyncio subprocesses on the kernel's event loop."""
 
-    timeout = Float(None, allow_none=True, help="Default --timeout in seconds (None: no limit).").tag(config=True)
+    timeout = Float(None, allow_none=True, help="Default --timeout in seconds (None: no limit).").tag(
+        config=True
+    )
     grace = Float(2.0, help="Default --grace: seconds between SIGTERM and SIGKILL.").tag(config=True)
     default_shell = Unicode("", help="Shell for %%arun scripts; empty: bash, else sh.").tag(config=True)
     raise_on_error = Bool(True, help="Raise CommandError when a command fails (else only report it).").tag(
@@ -66,7 +68,7 @@ class AsyncMagics(Magics):
                 raise UsageError("%arun needs a command: %arun [options] command args...")
         else:
             options, command = line, cell
-        args = parse_argstring(self.arun, options)
+        args = parse(self.arun.parser, options)
         run = settings(
             args,
             self.shell.user_ns,
@@ -74,7 +76,9 @@ class AsyncMagics(Magics):
             grace=self.grace,
             raise_on_error=self.raise_on_error,
         )
-        result = await run_for_cell(command, run, self.shell.user_ns, shell=self.default_shell or default_shell())
+        result = await run_for_cell(
+            command, run, self.shell.user_ns, shell=self.default_shell or default_shell()
+        )
         return result if value else None
 
 

@@ -11,6 +11,7 @@ import codecs
 import io
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,28 +41,52 @@ def run_options(func: F) -> F:
     """Decorate a magic with the options every asyncmagic command takes."""
     decorators = [
         argument_group("Running"),
-        argument("-t", "--timeout", type=_seconds, metavar="SECONDS",
-                 help="End the command and everything it started after SECONDS "
-                      "(SIGTERM to the whole process group, SIGKILL after --grace)."),
-        argument("--grace", type=_seconds, metavar="SECONDS",
-                 help="Seconds between SIGTERM and SIGKILL when stopping (default 2)."),
+        argument(
+            "-t",
+            "--timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="End the command and everything it started after SECONDS "
+            "(SIGTERM to the whole process group, SIGKILL after --grace).",
+        ),
+        argument(
+            "--grace",
+            type=_seconds,
+            metavar="SECONDS",
+            help="Seconds between SIGTERM and SIGKILL when stopping (default 2).",
+        ),
         argument("--cwd", metavar="DIR", help="Run in this directory."),
-        argument("--env", action="append", metavar="NAME=VALUE", default=[],
-                 help="Set an environment variable for the command (repeatable)."),
+        argument(
+            "--env",
+            action="append",
+            metavar="NAME=VALUE",
+            default=[],
+            help="Set an environment variable for the command (repeatable).",
+        ),
         argument_group("Input"),
-        argument("-i", "--input", metavar="TEXT",
-                 help=r"Text for the command's stdin; Python escapes such as \n are understood. "
-                      "Without --input or --stdin, stdin is /dev/null."),
-        argument("--stdin", metavar="NAME",
-                 help="Feed stdin from a variable: str, bytes, an iterable of lines, "
-                      "an open file, or a pathlib.Path (that file's contents)."),
+        argument(
+            "-i",
+            "--input",
+            metavar="TEXT",
+            help=r"Text for the command's stdin; Python escapes such as \n are understood. "
+            "Without --input or --stdin, stdin is /dev/null.",
+        ),
+        argument(
+            "--stdin",
+            metavar="NAME",
+            help="Feed stdin from a variable: str, bytes, an iterable of lines, "
+            "an open file, or a pathlib.Path (that file's contents).",
+        ),
         argument_group("Output"),
         argument("-o", "--out", metavar="NAME", help="Store the captured stdout text in variable NAME."),
         argument("-e", "--err", metavar="NAME", help="Store the captured stderr text in variable NAME."),
         argument("-r", "--result", metavar="NAME", help="Store the Result in variable NAME."),
         argument("-q", "--quiet", action="store_true", help="Show nothing live (capture still works)."),
-        argument("--no-raise", action="store_true",
-                 help="Report a failure (non-zero exit, timeout) instead of raising CommandError."),
+        argument(
+            "--no-raise",
+            action="store_true",
+            help="Report a failure (non-zero exit, timeout) instead of raising CommandError.",
+        ),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)
@@ -168,6 +193,15 @@ def _env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+def parse(parser: argparse.ArgumentParser, text: str) -> argparse.Namespace:
+    """Parse an options line with shell quoting rules (IPython's own splitter keeps the quotes)."""
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot parse the options: {exc}") from None
+    return parser.parse_args(argv)
+
+
 def split_command(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
     """Split a line magic's text into its leading options and the command, kept verbatim.
 
@@ -184,9 +218,9 @@ def split_command(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]
             pos = match.end()
             continue
         if word == "--":
-            return line[: match.start()], line[match.end():].strip()
+            return line[: match.start()], line[match.end() :].strip()
         if not word.startswith("-") or word == "-":
-            return line[: match.start()], line[match.start():].strip()
+            return line[: match.start()], line[match.start() :].strip()
         name = word.split("=", 1)[0]
         action = actions.get(name)
         if action is None and not name.startswith("--") and len(name) > 2:

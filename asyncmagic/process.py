@@ -244,7 +244,7 @@ class Process:
         )
 
     def _on_timeout(self) -> None:
-        asyncio.ensure_future(self.stop("timeout"))
+        self._timed_out = asyncio.ensure_future(self.stop("timeout"))
 
 
 _TOKEN = object()
@@ -290,17 +290,32 @@ async def start(
     pump = _Pump(on_output, loop)
     started_at = _now()
     with _sigint_default_in_children() as preexec:
-        transport, _ = await loop.subprocess_exec(
-            lambda: pump,
-            *argv,
-            stdin=stdin_arg,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=cwd,
-            env=child_env(env),
-            start_new_session=True,
-            preexec_fn=preexec,
+        spawn = asyncio.ensure_future(
+            loop.subprocess_exec(
+                lambda: pump,
+                *argv,
+                stdin=stdin_arg,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=cwd,
+                env=child_env(env),
+                start_new_session=True,
+                preexec_fn=preexec,
+            )
         )
+    # A spawn is atomic: a cancellation arriving meanwhile would leave a process nobody
+    # owns, so it is re-delivered once the Process exists, at the caller's next await.
+    cancelled = False
+    while True:
+        try:
+            transport, _ = await asyncio.shield(spawn)
+            break
+        except asyncio.CancelledError:
+            if spawn.done() and spawn.cancelled():
+                raise
+            cancelled = True
+    if cancelled:
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
     proc = Process(_token=_TOKEN)
     proc.command = text
     proc.pid = transport.get_pid()

@@ -106,7 +106,7 @@ def format_seconds(value: float) -> str:
         return f"{value:.2g} s" if value < 1 else f"{value:.1f} s"
     if value < 60:
         return f"{value:.0f} s"
-    minutes, secs = divmod(int(round(value)), 60)
+    minutes, secs = divmod(round(value), 60)
     if minutes < 60:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
@@ -126,4 +126,3 @@ def _shorten(command: str, room: int) -> str:
     if len(first) > room or more:
         first = first[: room - 1] + "…"
     return first
-

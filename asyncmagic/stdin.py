@@ -14,9 +14,9 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from itertools import islice
 from pathlib import PurePath
-from typing import Any, Union
+from typing import Any
 
-InputSource = Union[str, bytes, bytearray, os.PathLike, io.IOBase, Iterable[Any], AsyncIterable[Any]]
+InputSource = str | bytes | bytearray | os.PathLike | io.IOBase | Iterable[Any] | AsyncIterable[Any]
 
 CHUNK = 64 * 1024
 BATCH = 1024

@@ -1,0 +1,167 @@
+"""A real ipykernel driven through jupyter_client, read the way a frontend reads it.
+
+Every iopub message is kept with its arrival time, so tests can ask what reached the
+client, in which order, and for which cell (parent msg_id).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.manager import start_new_kernel
+
+
+@dataclass
+class Execution:
+    """What one execute request produced, as a frontend sees it."""
+
+    msg_id: str
+    code: str
+    messages: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    reply: dict[str, Any] | None = None
+    started: float = field(default_factory=time.monotonic)
+    idle_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.idle_at is not None
+
+    def of_type(self, *types: str) -> list[dict[str, Any]]:
+        return [m for _, m in self.messages if m["msg_type"] in types]
+
+    @property
+    def streams(self) -> list[tuple[str, str]]:
+        return [(m["content"]["name"], m["content"]["text"]) for m in self.of_type("stream")]
+
+    @property
+    def stdout(self) -> str:
+        return "".join(text for name, text in self.streams if name == "stdout")
+
+    @property
+    def stderr(self) -> str:
+        return "".join(text for name, text in self.streams if name == "stderr")
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        errors = self.of_type("error")
+        return errors[0]["content"] if errors else None
+
+    @property
+    def result(self) -> str | None:
+        results = self.of_type("execute_result")
+        return results[0]["content"]["data"]["text/plain"] if results else None
+
+    def first_time(self, predicate: Callable[[dict[str, Any]], bool]) -> float | None:
+        for t, m in self.messages:
+            if predicate(m):
+                return t
+        return None
+
+
+class Kernel:
+    """One running kernel; ``execute`` sends a cell and gathers its messages until idle."""
+
+    def __init__(self) -> None:
+        self.manager, self.client = start_new_kernel(kernel_name="python3")
+        self.executions: dict[str, Execution] = {}
+        self.pid = int(self.eval("__import__('os').getpid()"))
+
+    def submit(self, code: str) -> Execution:
+        ex = Execution(msg_id=self.client.execute(code), code=code)
+        self.executions[ex.msg_id] = ex
+        return ex
+
+    def pump(self, timeout: float = 0.05) -> None:
+        """Read what iopub has now, filing each message under its cell."""
+        try:
+            msg = self.client.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return
+        now = time.monotonic()
+        ex = self.executions.get(msg["parent_header"].get("msg_id"))
+        if ex is None:
+            return
+        ex.messages.append((now, msg))
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            ex.idle_at = now
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {what or condition}")
+            self.pump()
+
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout: float = 60,
+        interrupt_when: Callable[[Execution], bool] | None = None,
+    ) -> Execution:
+        ex = self.submit(code)
+        interrupted = False
+        deadline = time.monotonic() + timeout
+        while not ex.done:
+            if interrupt_when is not None and not interrupted and interrupt_when(ex):
+                ex.interrupted_at = time.monotonic()  # type: ignore[attr-defined]
+                self.manager.interrupt_kernel()
+                interrupted = True
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cell did not finish in {timeout} s:\n{code}\n{ex.streams}")
+            self.pump()
+        return ex
+
+    def run(self, code: str, **kw: Any) -> Execution:
+        """Execute and require success."""
+        ex = self.execute(code, **kw)
+        assert ex.error is None, f"{code!r} failed: {ex.error['ename']}: {ex.error['evalue']}\n{ex.streams}"
+        return ex
+
+    def eval(self, expression: str) -> Any:
+        import ast
+
+        ex = self.execute(f"print(repr({expression}))")
+        assert ex.error is None, ex.error
+        return ast.literal_eval(ex.stdout.strip())
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def zombies(self) -> int:
+        count = 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = open(f"/proc/{entry}/stat").read()
+                except OSError:
+                    continue
+                fields = stat[stat.rfind(")") + 2 :].split()
+                if fields[0] == "Z" and int(fields[1]) == self.pid:
+                    count += 1
+        return count
+
+    def shutdown(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=False)
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of live (non-zombie) processes whose command line contains ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(entry))
+    return found

@@ -1,0 +1,267 @@
+"""The engine alone: plain asyncio, no IPython."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kernel import processes_with
+
+import asyncmagic
+from asyncmagic import Process, run, start
+
+PY = sys.executable
+
+
+def arun(coro):
+    return asyncio.run(coro)
+
+
+def test_exit_zero_stays_zero():
+    r = arun(run("true"))
+    assert r.returncode == 0 and r.ok and r.ended == "exit"
+
+
+def test_exit_status_and_fields():
+    r = arun(run("echo out; echo err >&2; exit 3"))
+    assert (r.returncode, r.ended, r.ok) == (3, "exit", False)
+    assert (r.stdout, r.stderr) == ("out\n", "err\n")
+    assert r.started_at <= r.finished_at and r.duration >= 0
+    assert str(r) == "out\n" and r.lines == ["out"]
+    assert r.describe() == "exit 3"
+
+
+def test_signal_death_is_negative_and_ended_signal():
+    r = arun(run("kill -KILL $$"))
+    assert (r.returncode, r.ended) == (-signal.SIGKILL, "signal")
+    assert "SIGKILL" in r.summary()
+
+
+def test_missing_command_is_127_with_message():
+    r = arun(run("no_such_command_xyz"))
+    assert r.returncode == 127
+    assert "no_such_command_xyz" in r.stderr and "not found" in r.stderr
+    assert "command not found" in r.describe()
+
+
+def test_output_callback_sees_both_streams_in_arrival_order():
+    seen: list[tuple[str, str]] = []
+    script = "echo o1; sleep 0.1; echo e1 >&2; sleep 0.1; echo o2"
+    arun(run(script, on_output=lambda s, t: seen.append((s, t))))
+    assert seen == [("stdout", "o1\n"), ("stderr", "e1\n"), ("stdout", "o2\n")]
+
+
+def test_split_utf8_character_is_decoded_whole():
+    # The euro sign's three bytes arrive in two reads.
+    code = (
+        "import sys,time; b=sys.stdout.buffer; b.write(b'x\\xe2\\x82'); b.flush(); "
+        "time.sleep(0.2); b.write(b'\\xac y\\n')"
+    )
+    chunks: list[str] = []
+    r = arun(run([PY, "-c", code], on_output=lambda s, t: chunks.append(t)))
+    assert r.stdout == "x€ y\n"
+    assert len(chunks) >= 2, "the test needs the character split across reads"
+
+
+def test_invalid_utf8_becomes_replacement_and_nothing_is_lost():
+    r = arun(run("printf 'a\\xffb\\xc3\\n'; head -c 100000 /dev/zero | tr '\\0' z; echo end"))
+    assert r.stdout.startswith("a\ufffdb\ufffd\n")
+    assert r.stdout.endswith("z" * 100000 + "end\n")
+
+
+def test_megabyte_line_without_newline_arrives_whole():
+    r = arun(run("head -c 1048576 /dev/zero | tr '\\0' x"))
+    assert r.stdout == "x" * 1048576
+
+
+def test_carriage_return_flood_past_64k():
+    r = arun(run([PY, "-c", "import sys\nfor i in range(20000): sys.stdout.write(f'\\r{i:8d}')"]))
+    assert len(r.stdout) == 20000 * 9 and r.stdout.endswith("\r   19999")
+
+
+@pytest.mark.parametrize("capture", [True, False])
+def test_large_output_on_both_streams_does_not_deadlock(capture):
+    got = {"stdout": 0, "stderr": 0}
+
+    def count(stream: str, text: str) -> None:
+        got[stream] += len(text)
+
+    script = "head -c 30000000 /dev/zero | tr '\\0' o & head -c 30000000 /dev/zero | tr '\\0' e >&2; wait"
+    r = arun(run(script, on_output=count, timeout=60))
+    assert r.ok and got == {"stdout": 30000000, "stderr": 30000000}
+
+
+def test_input_and_output_both_large_do_not_deadlock():
+    data = b"y" * 10_000_000
+    r = arun(run("cat", input=data, timeout=60))
+    assert r.ok and len(r.stdout) == len(data)
+
+
+def test_stdin_is_devnull_without_input():
+    r = arun(run("cat; echo after", timeout=10))
+    assert r.ok and r.stdout == "after\n"
+
+
+def test_script_is_an_argument_so_a_reader_cannot_swallow_the_rest():
+    r = arun(run("cat\necho second line ran", input="fed\n"))
+    assert r.stdout == "fed\nsecond line ran\n"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "a\nb\n",
+        b"a\nb\n",
+        ["a", "b"],
+        [b"a\n", b"b"],
+        (line for line in ["a", "b"]),
+        io.StringIO("a\nb\n"),
+        io.BytesIO(b"a\nb\n"),
+    ],
+    ids=["str", "bytes", "str-lines", "bytes-lines", "generator", "text-file", "binary-file"],
+)
+def test_input_sources(source):
+    assert arun(run("cat", input=source)).stdout == "a\nb\n"
+
+
+def test_input_from_path_and_async_iterable(tmp_path: Path):
+    path = tmp_path / "in.txt"
+    path.write_text("from a file\n")
+    assert arun(run("cat", input=path)).stdout == "from a file\n"
+
+    async def lines():
+        for word in ("x", "y"):
+            await asyncio.sleep(0)
+            yield word
+
+    assert arun(run("cat", input=lines())).stdout == "x\ny\n"
+
+
+def test_child_that_ignores_its_input_is_not_an_error():
+    r = arun(run("exit 0", input=b"z" * 5_000_000))
+    assert r.ok
+
+
+def test_bad_input_type_is_refused_before_start():
+    with pytest.raises(TypeError, match="cannot use int as input"):
+        arun(run("cat", input=42))
+
+
+def test_python_children_are_unbuffered_unless_set():
+    code = "import os; print(os.environ.get('PYTHONUNBUFFERED'))"
+    assert arun(run([PY, "-c", code])).stdout == "1\n"
+    assert arun(run([PY, "-c", code], env={"PYTHONUNBUFFERED": ""})).stdout == "\n"
+
+
+def test_env_and_cwd(tmp_path: Path):
+    r = arun(run("echo $GREETING; pwd", env={"GREETING": "hello"}, cwd=tmp_path))
+    assert r.stdout == f"hello\n{tmp_path}\n"
+
+
+def test_timeout_ends_the_whole_tree(marker):
+    t0 = time.monotonic()
+    r = arun(run(f"sleep {marker} & sleep {marker}; echo never", timeout=0.5))
+    assert r.ended == "timeout" and not r.ok and r.timeout == 0.5
+    assert r.returncode == -signal.SIGTERM
+    assert "timed out after 0.5 s" in r.summary()
+    assert processes_with(marker) == []
+    assert time.monotonic() - t0 < 10
+
+
+def test_timeout_escalates_to_kill_after_grace(marker):
+    r = arun(run(f"trap '' TERM INT; sleep {marker} & sleep {marker}", timeout=0.3, grace=0.3))
+    assert r.ended == "timeout" and r.returncode == -signal.SIGKILL
+    assert processes_with(marker) == []
+
+
+def test_cancelling_run_interrupts_with_sigint_first(marker):
+    async def main():
+        task = asyncio.ensure_future(
+            run(f"trap 'echo got INT; exit 5' INT; echo ready; sleep {marker} & wait")
+        )
+        while not processes_with(marker):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    arun(main())
+    assert processes_with(marker) == []
+
+
+def test_interrupt_reports_interrupted_and_output(marker):
+    async def main():
+        proc = await start(f"trap 'echo got INT; exit 5' INT; sleep {marker} & wait")
+        while not processes_with(marker):
+            await asyncio.sleep(0.01)
+        return await proc.interrupt()
+
+    r = arun(main())
+    assert r.ended == "interrupted" and "got INT" in r.stdout
+    assert processes_with(marker) == []
+
+
+def test_background_leftovers_end_with_the_command(marker):
+    t0 = time.monotonic()
+    r = arun(run(f"sleep {marker} & echo done"))
+    assert r.ok and r.stdout == "done\n"
+    assert processes_with(marker) == []
+    assert time.monotonic() - t0 < 5
+
+
+def test_stop_is_killed_and_first_reason_wins(marker):
+    async def main():
+        proc = await start(f"sleep {marker}", timeout=0.2)
+        r1 = await proc.wait()
+        r2 = await proc.stop()
+        return r1, r2
+
+    r1, r2 = arun(main())
+    assert r1.ended == r2.ended == "timeout"
+
+    async def kill():
+        proc = await start(f"sleep {marker}")
+        return await proc.stop("killed")
+
+    assert arun(kill()).ended == "killed"
+
+
+def test_bad_values_are_refused():
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        arun(run("true", timeout=-1))
+    with pytest.raises(ValueError, match="grace"):
+        arun(run("true", grace=-1))
+    with pytest.raises(FileNotFoundError):
+        arun(run("true", shell="/no/such/shell"))
+
+
+def test_process_has_no_public_constructor():
+    with pytest.raises(TypeError, match=r"asyncmagic\.start"):
+        Process(_token=None)
+
+
+def test_many_runs_leak_no_fds():
+    async def main():
+        for _ in range(200):
+            await run("true", input="x")
+
+    before = len(os.listdir("/proc/self/fd"))
+    arun(main())
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_engine_imports_no_ipython():
+    code = (
+        "import sys, asyncio, asyncmagic\n"
+        "asyncio.run(asyncmagic.run('true'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('IPython', 'ipykernel', 'traitlets')))"
+    )
+    r = arun(run([PY, "-c", code]))
+    assert r.stdout.strip() == "[]", r.stderr
+    assert asyncmagic.Result is not None
