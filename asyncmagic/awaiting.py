@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import contextvars
+import signal
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from IPython import get_ipython
@@ -119,9 +121,33 @@ async def _interruptible(coro: Awaitable[T]) -> T:
     """
     ticker = asyncio.ensure_future(_tick())
     try:
-        return await coro
+        with _ctrl_c_cancels(asyncio.current_task()):
+            return await coro
     finally:
         ticker.cancel()
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(task: asyncio.Task[Any] | None) -> Iterator[None]:
+    """In terminal IPython, make Ctrl-C cancel the awaited magic instead of abandoning it.
+
+    There, SIGINT raises KeyboardInterrupt out of ``run_until_complete`` and the task would
+    stay pending with its process running. Only when Python's default handler is in place
+    (ipykernel installs its own, which already cancels the cell).
+    """
+    if (
+        task is None
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 async def _tick() -> None:

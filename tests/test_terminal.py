@@ -1,0 +1,99 @@
+"""%arun in terminal IPython, driven through a pseudo-terminal as a person types."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+IPYTHON = Path(sys.executable).with_name("ipython")
+
+
+def _controlling_terminal() -> None:
+    """Make the pty the child's controlling terminal, so Ctrl-C typed there sends SIGINT."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Terminal:
+    def __init__(self) -> None:
+        self.master, slave = pty.openpty()
+        env = dict(os.environ, TERM="dumb", COLUMNS="200")
+        self.proc = subprocess.Popen(
+            [
+                str(IPYTHON),
+                "--simple-prompt",
+                "--no-banner",
+                "--colors=nocolor",
+                "--HistoryManager.enabled=False",
+            ],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_controlling_terminal,
+        )
+        os.close(slave)
+        self.screen = ""
+
+    def read_until(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{text!r} not seen; screen:\n{self.screen[-2000:]}")
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                self.screen += os.read(self.master, 65536).decode(errors="replace")
+        return self.screen
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\r")
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal():
+    t = Terminal()
+    yield t
+    t.close()
+
+
+def test_arun_streams_in_terminal_ipython(terminal: Terminal):
+    terminal.read_until("In [1]:")
+    terminal.type("%load_ext asyncmagic")
+    terminal.read_until("In [2]:")
+    terminal.type("%arun echo from-the-shell; echo to-stderr >&2; exit 3")
+    screen = terminal.read_until("In [3]:")
+    assert "from-the-shell" in screen and "to-stderr" in screen
+    assert "CommandError: echo from-the-shell; echo to-stderr >&2; exit 3: exit 3" in screen
+    terminal.type("r = %arun -q echo captured")
+    terminal.read_until("In [4]:")
+    terminal.type("print(r.stdout.upper(), r.returncode)")
+    assert "CAPTURED\n 0" in terminal.read_until("In [5]:").replace("\r", "")
+
+
+def test_ctrl_c_interrupts_a_command_in_terminal_ipython(terminal: Terminal, marker: str):
+    from kernel import processes_with
+
+    terminal.read_until("In [1]:")
+    terminal.type("%load_ext asyncmagic")
+    terminal.read_until("In [2]:")
+    terminal.type(f"%arun sleep {marker} & echo st''arted; sleep {marker}")
+    terminal.read_until("started")
+    os.write(terminal.master, b"\x03")
+    screen = terminal.read_until("In [3]:")
+    assert "interrupted" in screen
+    assert processes_with(marker) == []
