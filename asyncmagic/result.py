@@ -76,7 +76,9 @@ class Result:
 
     def summary(self, width: int = 200) -> str:
         """One line for a person: command, how it ended, duration; at most ``width`` characters."""
-        tail = f": {self.describe()} · {format_seconds(self.duration)}"
+        tail = f": {self.describe()}"
+        if self.ended != "timeout":  # "timed out after N s" already says how long
+            tail += f" · {format_seconds(self.duration)}"
         room = max(width - len(tail) - 2, 10)
         return f"{_shorten(self.command, room)!s}{tail}"
 

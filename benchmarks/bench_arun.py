@@ -1,0 +1,126 @@
+"""%%arun against IPython's %%bash and !cmd, through a real kernel, in one run.
+
+Measures, as the frontend sees it:
+- first-line latency: from the child printing a line (it prints its CLOCK_MONOTONIC time)
+  to the client receiving the stream message;
+- 20 MB of output in 100-character lines: the cell's wall time as a ratio to
+  ``subprocess.run(capture_output=True)`` plus one print of the whole output (moving 20 MB
+  to the frontend with no streaming at all), and the number of stream messages;
+- overhead per call of ``echo hi``.
+
+Run: ``make bench`` (or ``python benchmarks/bench_arun.py [--rounds N]``). The machines are
+shared and noisy: read the medians and ratios, not one absolute time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kernelbench import Kernel, fmt_ms, median, table, timed
+
+PY = sys.executable
+TICKER = (
+    f"{PY} -c \"import time; [(print('t', time.monotonic(), flush=True), time.sleep(0.1)) for i in range(20)]\""
+)
+
+
+def first_line_latency(kernel: Kernel, cell: str) -> float:
+    """Median delay from the child's print to the client's receipt, over 20 spaced lines."""
+    ex = kernel.execute(cell, timeout=120)
+    delays = []
+    pending = ""
+    for t, msg in ex.messages:
+        if msg["msg_type"] != "stream":
+            continue
+        pending += msg["content"]["text"]
+        *lines, pending = pending.split("\n")
+        # A line counts as received with the message that completes it.
+        delays += [t - float(line.split()[1]) for line in lines if line.startswith("t ")]
+    assert len(delays) == 20, (cell, ex.streams[:3])
+    return median(delays)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement (median is reported)")
+    parser.add_argument("--bash-rounds", type=int, default=1, help="rounds of the slow %%%%bash 20 MB case")
+    opts = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="asyncmagic-bench-"))
+    data = workdir / "20mb.txt"
+    data.write_text(("x" * 99 + "\n") * 200_000)
+    kernel = Kernel()
+    kernel.run("%load_ext asyncmagic")
+    try:
+        lat = {"arun": [], "bash": [], "bang": []}
+        for _ in range(opts.rounds):
+            lat["arun"].append(first_line_latency(kernel, f"%%arun\n{TICKER}"))
+            lat["bash"].append(first_line_latency(kernel, f"%%bash\n{TICKER}"))
+            lat["bang"].append(first_line_latency(kernel, f"!{TICKER}"))
+
+        big = {
+            "devnull": f"import subprocess\n_ = subprocess.run(['cat', '{data}'], stdout=subprocess.DEVNULL)",
+            "baseline": f"import subprocess\nprint(subprocess.run(['cat', '{data}'], capture_output=True, text=True).stdout, end='')",
+            "arun": f"%%arun\ncat {data}",
+            "bang": f"!cat {data}",
+            "bash": f"%%bash\ncat {data}",
+        }
+        flood: dict[str, list] = {k: [] for k in big}
+        for r in range(max(opts.rounds, opts.bash_rounds)):
+            for name, cell in big.items():
+                if name == "bash" and r >= opts.bash_rounds:
+                    continue
+                if name != "bash" and r >= opts.rounds:
+                    continue
+                flood[name].append(timed(kernel, cell))
+        for name in ("arun", "baseline", "bash", "bang"):
+            got = sum(t.stream_bytes for t in flood[name][:1])
+            assert got >= 20_000_000, f"{name} delivered {got} bytes"
+
+        calls = {
+            "arun": "%%arun\necho hi",
+            "bash": "%%bash\necho hi",
+            "bang": "!echo hi",
+            "subprocess": "import subprocess\nprint(subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout, end='')",
+        }
+        overhead: dict[str, list[float]] = {k: [] for k in calls}
+        for _ in range(30 * opts.rounds):
+            for name, cell in calls.items():
+                overhead[name].append(timed(kernel, cell).seconds)
+    finally:
+        kernel.shutdown()
+
+    base = median([t.seconds for t in flood["baseline"]])
+    devnull = median([t.seconds for t in flood["devnull"]])
+
+    def flood_cells(name: str) -> list[str]:
+        secs = median([t.seconds for t in flood[name]])
+        msgs = median([t.stream_messages for t in flood[name]])
+        return [f"{secs / base:.2f}x", f"{secs / devnull:.0f}x", f"{msgs:,.0f}"]
+
+    rows = [
+        ["", "%%arun", "%%bash", "!cmd", "subprocess.run + print"],
+        ["first-line latency (median)"] + [fmt_ms(median(lat[k])) for k in ("arun", "bash", "bang")] + ["at process end"],
+    ]
+    per = {k: flood_cells(k) for k in ("arun", "bash", "bang", "baseline")}
+    rows.append(["20 MB: time vs subprocess.run + print"] + [per[k][0] for k in ("arun", "bash", "bang", "baseline")])
+    rows.append(["20 MB: time vs writing to /dev/null"] + [per[k][1] for k in ("arun", "bash", "bang", "baseline")])
+    rows.append(["20 MB: stream messages"] + [per[k][2] for k in ("arun", "bash", "bang", "baseline")])
+    rows.append(
+        ["overhead per call (median cell time)"]
+        + [fmt_ms(median(overhead[k])) for k in ("arun", "bash", "bang", "subprocess")]
+    )
+    rows.append(
+        ["overhead per call vs %%bash"]
+        + [f"{median(overhead[k]) / median(overhead['bash']):.2f}x" for k in ("arun", "bash", "bang", "subprocess")]
+    )
+    print(f"\nrounds: {opts.rounds} ({opts.bash_rounds} for %%bash on 20 MB); {time.strftime('%Y-%m-%d')}")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""demo.ipynb runs top to bottom headless (nbclient, a real kernel) and shows what it promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+DEMO = Path(__file__).resolve().parent.parent / "demo.ipynb"
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, str]:
+    """Each code cell's source mapped to its outputs' text, stderr marked."""
+    nb = nbformat.read(DEMO, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    texts = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        parts = []
+        for out in cell.outputs:
+            if out.output_type == "stream":
+                parts.append(("ERR:" if out.name == "stderr" else "") + out.text)
+            elif out.output_type in ("execute_result", "display_data"):
+                parts.append(out.data.get("text/plain", ""))
+            elif out.output_type == "error":
+                parts.append("ERROR:" + "\n".join(out.traceback))
+        texts[cell.source] = "".join(parts)
+    return texts
+
+
+def output_of(outputs: dict[str, str], start: str) -> str:
+    matches = [text for source, text in outputs.items() if source.startswith(start)]
+    assert len(matches) == 1, f"no single cell starts with {start!r}"
+    return matches[0]
+
+
+def test_streaming_and_stderr(outputs):
+    assert output_of(outputs, "%%arun --timeout 30") == "step 1\nstep 2\nstep 3\nERR:finished\n"
+
+
+def test_loop_stays_free(outputs):
+    text = output_of(outputs, "import asyncio")
+    assert text.index("tick 0") < text.index("command line 1") < text.index("tick 1") < text.index("command line 2")
+
+
+def test_timeout_input_capture_errors(outputs):
+    assert "timed out after 1.0 s" in output_of(outputs, "%%arun --timeout 1")
+    assert output_of(outputs, '%arun --input "b') == "a\nb\nc\n"
+    assert output_of(outputs, "names = ") == "delta\ncharlie\nbravo\nalpha\n"
+    assert output_of(outputs, "%%arun\ncat") == "cat read /dev/null and the cell went on\n"
+    assert "exit 0" in output_of(outputs, "print(listing.split())")
+    error = output_of(outputs, "%arun echo 'about to fail'")
+    assert error.startswith("about to fail\nERROR:CommandError:") and "exit 3" in error
+    assert "exit 127 (command not found)" in output_of(outputs, "%arun --no-raise this_command")
+    assert output_of(outputs, "%arun printf 'caf") == "café and a bad byte: \ufffd\n"
+    assert output_of(outputs, "import asyncmagic") == "(2, 'engine\\n', False)"
