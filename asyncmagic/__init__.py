@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .jobs import Job
 from .process import Process, run, start
 from .result import CommandError, Result
 
-__all__ = ["CommandError", "Process", "Result", "run", "start"]
+__all__ = ["CommandError", "Job", "Process", "Result", "run", "start"]
 __version__ = "0.1.0"
 
 
@@ -39,6 +40,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     if await_magics in ipython.input_transformers_post:
         ipython.input_transformers_post.remove(await_magics)
     manager = ipython.magics_manager
+    for magics in [c for c in ipython.configurables if isinstance(c, AsyncMagics)]:
+        magics.background.close()
     for table in manager.magics.values():
         for name, fn in list(table.items()):
             if isinstance(getattr(fn, "__self__", None), AsyncMagics):

@@ -1,4 +1,4 @@
-"""The IPython magics: ``%%arun`` and ``%arun``. They parse options and hand over.
+"""The IPython magics: ``%%arun``/``%arun`` and ``%ajobs``. They parse options and hand over.
 
 Every magic has two doors: IPython's synchronous call (``run_cell_magic``), which runs to
 the end with :func:`~asyncmagic.awaiting.run_blocking`, and :meth:`AsyncMagics.awaitable`,
@@ -8,18 +8,24 @@ loop stays free. Both build the same coroutine.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Coroutine
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import magic_arguments
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.display import display
 from traitlets import Bool, Float, Unicode
 
 from . import awaiting
+from .background import Background
 from .foreground import run_for_cell
-from .options import parse, run_options, settings, split_command
+from .jobs import Job
+from .options import RunSettings, parse, run_options, settings, split_command
 from .process import default_shell
+from .result import CommandError
+from .status import JobsView, status_text
 
 
 @magics_class
@@ -34,6 +40,10 @@ class AsyncMagics(Magics):
     raise_on_error = Bool(True, help="Raise CommandError when a command fails (else only report it).").tag(
         config=True
     )
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self.background = Background(shell)
 
     @magic_arguments()
     @run_options
@@ -51,17 +61,49 @@ class AsyncMagics(Magics):
         stdout and stderr stream into the cell as they arrive, in order; the kernel's
         event loop keeps running meanwhile. A failure (non-zero exit, timeout,
         interrupt) raises CommandError, shown as one line, unless --no-raise.
-        ``x = %arun cmd`` stores the Result in x.
+        ``x = %arun cmd`` stores the Result in x (with --bg, the Job).
         """
-        return awaiting.run_blocking(self._arun(line, cell, value=True))
+        command, run = self._arun_args(line, cell)
+        if run.background:
+            return self._start_job(command, run)
+        return awaiting.run_blocking(self._arun(command, run, value=True))
+
+    @magic_arguments()
+    @argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "kill", "wait", "clear"],
+        help="list (default): the table of jobs; kill/wait ID|all; clear: forget finished jobs.",
+    )
+    @argument("target", nargs="?", help="A job id, or 'all'.")
+    @argument("--replay", action="store_true", help="With wait: print the job's whole output again.")
+    @line_magic
+    def ajobs(self, line: str) -> None:
+        """List, wait for, kill and forget background jobs (``%arun --bg``).
+
+        ::
+
+            %ajobs                     table: id, command, pid, state, elapsed, exit, bytes out
+            %ajobs kill ID|all         SIGTERM to the job's process group, SIGKILL after the grace
+            %ajobs wait [--replay] ID|all
+                                       wait (the loop stays free), print what the job's cell
+                                       could not show, raise if a job failed
+            %ajobs clear               forget finished jobs
+        """
+        return awaiting.run_blocking(self._ajobs(line))
 
     def awaitable(self, name: str, line: str, cell: str | None, *, value: bool) -> Coroutine[Any, Any, Any]:
         """The coroutine that runs magic ``name``; what an awaited cell awaits."""
         if name == "arun":
-            return self._arun(line, cell, value=value)
+            return self._arun_awaited(line, cell, value=value)
+        if name == "ajobs":
+            return self._ajobs(line)
         raise UsageError(f"no awaitable magic named {name!r}")
 
-    async def _arun(self, line: str, cell: str | None, *, value: bool) -> Any:
+    # -- %arun ---------------------------------------------------------------------------
+
+    def _arun_args(self, line: str, cell: str | None) -> tuple[str, RunSettings]:
         if cell is None:
             options, command = split_command(line, self.arun.parser)
             if not command:
@@ -76,11 +118,77 @@ class AsyncMagics(Magics):
             grace=self.grace,
             raise_on_error=self.raise_on_error,
         )
-        result = await run_for_cell(
-            command, run, self.shell.user_ns, shell=self.default_shell or default_shell()
-        )
+        return command, run
+
+    async def _arun_awaited(self, line: str, cell: str | None, *, value: bool) -> Any:
+        command, run = self._arun_args(line, cell)
+        if run.background:
+            job = self._start_job(command, run)
+            await _started(job)
+            return job if value else None
+        return await self._arun(command, run, value=value)
+
+    async def _arun(self, command: str, run: RunSettings, *, value: bool) -> Any:
+        result = await run_for_cell(command, run, self.shell.user_ns, shell=self._shell_path())
         return result if value else None
+
+    def _start_job(self, command: str, run: RunSettings) -> Job:
+        return self.background.start(
+            command, run, self.shell.user_ns, shell=self._shell_path(), interactive=run.interactive
+        )
+
+    def _shell_path(self) -> str:
+        return self.default_shell or default_shell()
+
+    # -- %ajobs --------------------------------------------------------------------------
+
+    async def _ajobs(self, line: str) -> None:
+        args = parse(self.ajobs.parser, line)
+        table = self.background.jobs
+        if args.action == "list":
+            display(JobsView(table))
+            return
+        if args.action == "clear":
+            print(f"forgot {table.clear()} finished job(s)")
+            return
+        jobs = self._targets(args.target)
+        if args.action == "kill":
+            for job in jobs:
+                await job.kill()
+                print(status_text(job))
+            return
+        failed = []
+        for job in jobs:
+            try:
+                await job.wait()
+            except CommandError as exc:
+                failed.append(exc)
+            if args.replay:
+                self.background.replay(job, whole=True)
+            print(status_text(job), file=sys.stderr if job.result and not job.result.ok else sys.stdout)
+        if failed:
+            raise failed[0] if len(failed) == 1 else CommandError(failed[0].result)
+
+    def _targets(self, target: str | None) -> list[Job]:
+        if target is None:
+            raise UsageError("%ajobs: which job? give an id or 'all'")
+        if target == "all":
+            return list(self.background.jobs)
+        if not target.isdigit():
+            raise UsageError(f"%ajobs: not a job id: {target!r}")
+        try:
+            return [self.background.jobs.get(int(target))]
+        except KeyError as exc:
+            raise UsageError(f"%ajobs: {exc.args[0]}") from None
+
+
+async def _started(job: Job) -> None:
+    """Wait until a job's process exists, so its pid is known when the cell returns."""
+    try:
+        await job.process()
+    except Exception:
+        pass  # reported by the job itself
 
 
 awaiting.AWAITABLE_MAGICS["cell"].add("arun")
-awaiting.AWAITABLE_MAGICS["line"].add("arun")
+awaiting.AWAITABLE_MAGICS["line"].update({"arun", "ajobs"})

@@ -63,6 +63,18 @@ def run_options(func: F) -> F:
             default=[],
             help="Set an environment variable for the command (repeatable).",
         ),
+        argument_group("Background"),
+        argument(
+            "--bg",
+            action="store_true",
+            help="Run in the background: return a Job at once; the output keeps streaming into "
+            "this cell. -r NAME stores the Job. See %%ajobs.",
+        ),
+        argument(
+            "--interactive",
+            action="store_true",
+            help="With --bg: keep stdin open, for job.send(), job.close_stdin() and job.expect().",
+        ),
         argument_group("Input"),
         argument(
             "-i",
@@ -80,7 +92,9 @@ def run_options(func: F) -> F:
         argument_group("Output"),
         argument("-o", "--out", metavar="NAME", help="Store the captured stdout text in variable NAME."),
         argument("-e", "--err", metavar="NAME", help="Store the captured stderr text in variable NAME."),
-        argument("-r", "--result", metavar="NAME", help="Store the Result in variable NAME."),
+        argument(
+            "-r", "--result", metavar="NAME", help="Store the Result (with --bg: the Job) in variable NAME."
+        ),
         argument("-q", "--quiet", action="store_true", help="Show nothing live (capture still works)."),
         argument(
             "--no-raise",
@@ -107,6 +121,8 @@ class RunSettings:
     result: str | None = None
     quiet: bool = False
     raise_on_error: bool = True
+    background: bool = False
+    interactive: bool = False
 
 
 def settings(
@@ -126,6 +142,10 @@ def settings(
         raise UsageError(f"--grace must be zero or more seconds, not {grace:g}")
     if args.input is not None and args.stdin is not None:
         raise UsageError("give --input or --stdin, not both")
+    if args.interactive and not args.bg:
+        raise UsageError("--interactive needs --bg: its stdin is written with job.send()")
+    if args.interactive and (args.input is not None or args.stdin is not None):
+        raise UsageError("--interactive keeps stdin open for job.send(); drop --input/--stdin")
     for name in (args.out, args.err, args.result):
         if name is not None and not name.isidentifier():
             raise UsageError(f"not a valid variable name: {name!r}")
@@ -140,6 +160,8 @@ def settings(
         result=args.result,
         quiet=args.quiet,
         raise_on_error=raise_on_error and not args.no_raise,
+        background=args.bg,
+        interactive=args.interactive,
     )
 
 
@@ -199,7 +221,7 @@ def parse(parser: argparse.ArgumentParser, text: str) -> argparse.Namespace:
         argv = shlex.split(text)
     except ValueError as exc:
         raise UsageError(f"cannot parse the options: {exc}") from None
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
 
 
 def split_command(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]:

@@ -7,6 +7,7 @@ for it and ends the whole tree if the waiting task is cancelled.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import os
 import shutil
@@ -16,9 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from . import watchdog
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source
-from .stopping import end_group, group_alive
+from .stopping import end_group, end_group_now, group_alive
 
 OutputCallback = Callable[[str, str], None]
 """Called as ``on_output(stream, text)`` with ``stream`` "stdout" or "stderr", in arrival order."""
@@ -126,6 +128,15 @@ class Process:
         return self._finished.done()
 
     @property
+    def result(self) -> Result | None:
+        """The Result once finished, else None."""
+        return self._finished.result() if self._finished.done() else None
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the process has finished."""
+        self._finished.add_done_callback(lambda _: callback())
+
+    @property
     def stdout(self) -> str:
         """Standard output received so far."""
         return "".join(self._pump.captured[1])
@@ -216,9 +227,13 @@ class Process:
             except BaseException:
                 pass
         self._transport.close()
+        _live.discard(self)
+        watchdog.untrack(self.pgid)
         return self._result()
 
     async def _wait_eof(self) -> None:
+        if all(eof.done() for eof in self._pump.eof.values()):
+            return
         eofs = asyncio.gather(*self._pump.eof.values())
         while True:
             done, _ = await asyncio.wait([eofs], timeout=EOF_AFTER_GROUP_GONE)
@@ -330,7 +345,27 @@ async def start(
     proc._timer = loop.call_later(timeout, proc._on_timeout) if timeout is not None else None
     proc._feeder = asyncio.ensure_future(proc._feed(input)) if input is not None else None
     proc._finished = asyncio.ensure_future(proc._finish())
+    _live.add(proc)
+    watchdog.track(proc.pgid)
     return proc
+
+
+def live_processes() -> list[Process]:
+    """Every process started by this interpreter that has not finished yet."""
+    return list(_live)
+
+
+_live: set[Process] = set()
+
+
+@atexit.register
+def end_all_now() -> None:
+    """End every live process's group, blocking (SIGTERM, its grace, SIGKILL).
+
+    For where no event loop can run: interpreter exit, unloading the extension.
+    """
+    for proc in list(_live):
+        end_group_now(proc.pgid, proc._grace)
 
 
 async def run(command: str | Sequence[str], **options: Any) -> Result:

@@ -112,10 +112,11 @@ async def _escalate(pgid: int, steps: list[tuple[int, float]]) -> bool:
     return not group_alive(pgid)
 
 
-def end_group_now(pgid: int) -> None:
-    """SIGTERM then SIGKILL without waiting on the loop: for interpreter exit, where no loop runs."""
+def end_group_now(pgid: int, grace: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace``, blocking: for where no event loop can run
+    (interpreter exit, unloading the extension from synchronous code)."""
     if signal_group(pgid, signal.SIGTERM):
-        deadline = time.monotonic() + 0.2
+        deadline = time.monotonic() + grace
         while group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.01)
         signal_group(pgid, signal.SIGKILL)

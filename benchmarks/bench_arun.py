@@ -23,9 +23,7 @@ from pathlib import Path
 from kernelbench import Kernel, fmt_ms, median, table, timed
 
 PY = sys.executable
-TICKER = (
-    f"{PY} -c \"import time; [(print('t', time.monotonic(), flush=True), time.sleep(0.1)) for i in range(20)]\""
-)
+TICKER = f"{PY} -c \"import time; [(print('t', time.monotonic(), flush=True), time.sleep(0.1)) for i in range(20)]\""
 
 
 def first_line_latency(kernel: Kernel, cell: str) -> float:
@@ -45,8 +43,12 @@ def first_line_latency(kernel: Kernel, cell: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement (median is reported)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of each measurement (median is reported)"
+    )
     parser.add_argument("--bash-rounds", type=int, default=1, help="rounds of the slow %%%%bash 20 MB case")
     opts = parser.parse_args()
 
@@ -104,11 +106,17 @@ def main() -> None:
 
     rows = [
         ["", "%%arun", "%%bash", "!cmd", "subprocess.run + print"],
-        ["first-line latency (median)"] + [fmt_ms(median(lat[k])) for k in ("arun", "bash", "bang")] + ["at process end"],
+        ["first-line latency (median)"]
+        + [fmt_ms(median(lat[k])) for k in ("arun", "bash", "bang")]
+        + ["at process end"],
     ]
     per = {k: flood_cells(k) for k in ("arun", "bash", "bang", "baseline")}
-    rows.append(["20 MB: time vs subprocess.run + print"] + [per[k][0] for k in ("arun", "bash", "bang", "baseline")])
-    rows.append(["20 MB: time vs writing to /dev/null"] + [per[k][1] for k in ("arun", "bash", "bang", "baseline")])
+    rows.append(
+        ["20 MB: time vs subprocess.run + print"] + [per[k][0] for k in ("arun", "bash", "bang", "baseline")]
+    )
+    rows.append(
+        ["20 MB: time vs writing to /dev/null"] + [per[k][1] for k in ("arun", "bash", "bang", "baseline")]
+    )
     rows.append(["20 MB: stream messages"] + [per[k][2] for k in ("arun", "bash", "bang", "baseline")])
     rows.append(
         ["overhead per call (median cell time)"]
@@ -116,7 +124,10 @@ def main() -> None:
     )
     rows.append(
         ["overhead per call vs %%bash"]
-        + [f"{median(overhead[k]) / median(overhead['bash']):.2f}x" for k in ("arun", "bash", "bang", "subprocess")]
+        + [
+            f"{median(overhead[k]) / median(overhead['bash']):.2f}x"
+            for k in ("arun", "bash", "bang", "subprocess")
+        ]
     )
     print(f"\nrounds: {opts.rounds} ({opts.bash_rounds} for %%bash on 20 MB); {time.strftime('%Y-%m-%d')}")
     print(table(rows))

@@ -44,7 +44,12 @@ def test_streaming_and_stderr(outputs):
 
 def test_loop_stays_free(outputs):
     text = output_of(outputs, "import asyncio")
-    assert text.index("tick 0") < text.index("command line 1") < text.index("tick 1") < text.index("command line 2")
+    assert (
+        text.index("tick 0")
+        < text.index("command line 1")
+        < text.index("tick 1")
+        < text.index("command line 2")
+    )
 
 
 def test_timeout_input_capture_errors(outputs):

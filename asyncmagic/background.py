@@ -1,0 +1,163 @@
+"""Background jobs for cells: output into the starting cell, a live status line, replay.
+
+A job's output keeps streaming into the cell that started it (its context is taken at
+start), also after that cell finished. Headless clients (nbclient, papermill) drop such
+late output, so whoever awaits the job gets printed what was produced after its cell
+finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from IPython.display import display
+
+from .jobs import Job, JobTable
+from .options import RunSettings
+from .output import LiveOutput
+from .process import Process, end_all_now, start
+from .result import CommandError
+from .status import StatusView
+
+STATUS_EVERY = 1.0
+"""Seconds between two updates of a running job's status line (the cap is 5 a second)."""
+
+
+class Background:
+    """The jobs of one IPython shell and what ties them to cells."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.jobs = JobTable()
+        self._seen: dict[int, int | None] = {}  # job id -> chunks the starting cell received
+        self._chunks: dict[int, list[tuple[str, str]]] = {}
+        self._raise: dict[int, bool] = {}
+        shell.events.register("post_run_cell", self._cell_finished)
+
+    def close(self) -> None:
+        """End every job now (unload, shutdown) and stop listening to cells."""
+        try:
+            self.shell.events.unregister("post_run_cell", self._cell_finished)
+        except ValueError:
+            pass
+        end_all_now()
+
+    def start(
+        self,
+        command: str | Sequence[str],
+        run: RunSettings,
+        namespace: dict[str, Any],
+        *,
+        shell: str | None = None,
+        interactive: bool = False,
+    ) -> Job:
+        """Start ``command`` as a job of the current cell and return it at once."""
+        text = command if isinstance(command, str) else " ".join(command)
+        live = None if run.quiet else LiveOutput()
+        notebook = hasattr(self.shell, "kernel")
+        context = contextvars.copy_context()
+
+        async def starting(job: Job) -> Process:
+            chunks = self._chunks[job.id]
+
+            def on_output(stream: str, text: str) -> None:
+                chunks.append((stream, text))
+                job.record(stream, text)
+                if live is not None:
+                    live(stream, text)
+
+            proc = await start(
+                command,
+                shell=shell,
+                timeout=run.timeout,
+                grace=run.grace,
+                input=run.input,
+                stdin="pipe" if interactive else None,
+                cwd=run.cwd,
+                env=run.env,
+                on_output=on_output,
+            )
+            job.follower = asyncio.ensure_future(self._follow(job, proc, run, namespace, live, notebook))
+            return proc
+
+        loop = _loop()
+        job = context.run(self.jobs.start, text, starting, loop)
+        self._chunks[job.id] = []
+        self._seen[job.id] = None
+        self._raise[job.id] = run.raise_on_error
+        job.on_wait = self._after_wait
+        if run.result:
+            namespace[run.result] = job
+        return job
+
+    async def _follow(
+        self,
+        job: Job,
+        proc: Process,
+        run: RunSettings,
+        namespace: dict[str, Any],
+        live: LiveOutput | None,
+        notebook: bool,
+    ) -> None:
+        """Keep the job's status line current; when it ends, store its captures and report."""
+        handle = display(StatusView(job), display_id=True) if notebook else None
+        ended = asyncio.ensure_future(proc.wait())
+        while True:
+            done, _ = await asyncio.wait([ended], timeout=STATUS_EVERY)
+            if handle is not None:
+                handle.update(StatusView(job))
+            if done:
+                break
+        result = ended.result()
+        if live is not None:
+            live.close()
+        if run.out:
+            namespace[run.out] = result.stdout
+        if run.err:
+            namespace[run.err] = result.stderr
+        if handle is None:  # a terminal: no status line to update, so say how it ended
+            print(StatusView(job).text, file=sys.stdout if result.ok else sys.stderr, flush=True)
+
+    def _cell_finished(self, *args: Any) -> None:
+        for job_id, seen in self._seen.items():
+            if seen is None:
+                self._seen[job_id] = len(self._chunks[job_id])
+
+    def replay(self, job: Job, *, whole: bool = False) -> None:
+        """Print the job's output that its cell's client may not have received (or all of it)."""
+        chunks = self._chunks.get(job.id, [])
+        seen = 0 if whole else self._seen.get(job.id)
+        if seen is None:
+            return  # still in the starting cell: everything went there live
+        for stream, text in chunks[seen:]:
+            (sys.stderr if stream == "stderr" else sys.stdout).write(text)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if not whole:
+            self._seen[job.id] = len(chunks)
+
+    def _after_wait(self, job: Job) -> None:
+        self.replay(job)
+        result = job.result
+        # A job killed on request is not a failure to report: someone asked for it.
+        if (
+            result is not None
+            and not result.ok
+            and result.ended != "killed"
+            and self._raise.get(job.id, True)
+        ):
+            raise CommandError(result)
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """The loop jobs run on: the running one (a kernel), else IPython's own (terminal)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        from IPython.core.async_helpers import get_asyncio_loop
+
+        return get_asyncio_loop()

@@ -1,0 +1,211 @@
+"""Background jobs: a started command you hold on to, wait for, talk to, or kill.
+
+Plain asyncio, no IPython. Everything that waits is a coroutine: a blocking wait would
+stall the very loop the job runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Coroutine, Generator, Iterator
+from typing import Any
+
+from .process import Process
+from .result import Result
+
+
+class Job:
+    """A command running in the background; create with :meth:`JobTable.start`.
+
+    ``await job`` is ``await job.wait()``. Until its process has started (a job started from
+    synchronous code starts once the loop runs) ``pid`` is None.
+    """
+
+    def __init__(
+        self,
+        job_id: int,
+        command: str,
+        starting: Callable[[Job], Coroutine[Any, Any, Process]],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.id = job_id
+        self.command = command
+        self.created = time.monotonic()
+        self.transcript: list[str] = []
+        self.bytes_out = 0
+        self.on_wait: Callable[[Job], None] | None = None
+        self.follower: asyncio.Future[None] | None = None
+        self._expect_at = 0
+        self._grew = asyncio.Event()
+        self._process: Process | None = None
+        self._starting = loop.create_task(self._start(starting))
+
+    def record(self, stream: str, text: str) -> None:
+        """Output hook: keep the transcript (both streams, in arrival order) for ``expect``."""
+        self.transcript.append(text)
+        self.bytes_out += len(text.encode())
+        self._grew.set()
+
+    async def _start(self, starting: Callable[[Job], Coroutine[Any, Any, Process]]) -> Process:
+        try:
+            self._process = await starting(self)
+        finally:
+            self._grew.set()  # wake expect(): started, or failed to
+        self._process.add_done_callback(self._grew.set)
+        return self._process
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def done(self) -> bool:
+        if self._starting.done() and self._process is None:
+            return True  # it failed to start
+        return self._process is not None and self._process.done()
+
+    @property
+    def result(self) -> Result | None:
+        """The Result once done, else None."""
+        return None if self._process is None else self._process.result
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once done (``-N`` for signal N), None while running."""
+        result = self.result
+        return None if result is None else result.returncode
+
+    @property
+    def stdout(self) -> str:
+        return self._process.stdout if self._process else ""
+
+    @property
+    def stderr(self) -> str:
+        return self._process.stderr if self._process else ""
+
+    @property
+    def state(self) -> str:
+        if self._process is None:
+            return "failed" if self._starting.done() else "starting"
+        result = self.result
+        return "running" if result is None else result.ended
+
+    @property
+    def elapsed(self) -> float:
+        result = self.result
+        if result is not None:
+            return result.duration
+        return time.monotonic() - self.created
+
+    # -- waiting and control -------------------------------------------------------------
+
+    async def process(self) -> Process:
+        """The job's Process, once started (raises what starting it raised)."""
+        return await asyncio.shield(self._starting)
+
+    async def wait(self, timeout: float | None = None) -> Result:
+        """Wait for the end and return the Result; on ``timeout`` raise TimeoutError (the job runs on)."""
+        proc = await self.process()
+        result = await asyncio.wait_for(proc.wait(), timeout)
+        if self.on_wait is not None:
+            self.on_wait(self)
+        return result
+
+    def __await__(self) -> Generator[Any, None, Result]:
+        return self.wait().__await__()
+
+    async def kill(self, grace: float | None = None) -> Result:
+        """End the job's whole process group: SIGTERM, then SIGKILL after ``grace``."""
+        proc = await self.process()
+        return await proc.stop("killed", grace=grace)
+
+    async def send(self, text: str | bytes) -> None:
+        """Write to the job's stdin (``--interactive``) and wait until it is taken."""
+        await (await self.process()).send(text)
+
+    async def close_stdin(self) -> None:
+        """Send end-of-file on the job's stdin."""
+        await (await self.process()).close_stdin()
+
+    async def expect(self, pattern: str | re.Pattern[str], timeout: float | None = 10) -> str:
+        """Wait for ``pattern`` in the output (stdout and stderr together) after the last expect.
+
+        Returns the output up to and including the match. Raises TimeoutError, or EOFError
+        if the job ends first; either way what was seen is in the message.
+        """
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            seen = "".join(self.transcript)
+            match = regex.search(seen, self._expect_at)
+            if match:
+                start, self._expect_at = self._expect_at, match.end()
+                return seen[start : match.end()]
+            if self.done():
+                raise EOFError(
+                    f"job {self.id} ended before {regex.pattern!r}; after the last expect: "
+                    f"{seen[self._expect_at :][-500:]!r}"
+                )
+            self._grew.clear()
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise TimeoutError(
+                    f"{regex.pattern!r} not seen in {timeout} s; after the last expect: "
+                    f"{seen[self._expect_at :][-500:]!r}"
+                )
+            try:
+                await asyncio.wait_for(self._grew.wait(), left)
+            except asyncio.TimeoutError:
+                continue
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.command[:40]!r} {self.state} pid={self.pid}>"
+
+
+class JobTable:
+    """The jobs of one kernel, numbered from 1."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, Job] = {}
+        self._next = 1
+
+    def start(
+        self,
+        command: str,
+        starting: Callable[[Job], Coroutine[Any, Any, Process]],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Job:
+        """Create job N whose process ``starting(job)`` starts on ``loop`` (default: the running one).
+
+        The coroutine gets the job so it can wire the process's output to ``job.record``.
+        """
+        job = Job(self._next, command, starting, loop or asyncio.get_running_loop())
+        self._jobs[job.id] = job
+        self._next += 1
+        return job
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(list(self._jobs.values()))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def get(self, job_id: int) -> Job:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise KeyError(f"no job {job_id}; jobs: {sorted(self._jobs) or 'none'}") from None
+
+    def running(self) -> list[Job]:
+        return [job for job in self if not job.done()]
+
+    def clear(self) -> int:
+        """Forget finished jobs; return how many."""
+        done = [job_id for job_id, job in self._jobs.items() if job.done()]
+        for job_id in done:
+            del self._jobs[job_id]
+        return len(done)

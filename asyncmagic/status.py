@@ -1,0 +1,71 @@
+"""How jobs look: a job's status line and the table of jobs, as text and as HTML."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+
+from .jobs import Job
+from .result import format_seconds
+
+
+def status_text(job: Job) -> str:
+    """``running · pid 4242 · 12 s``, later ``exit 0 · 3 min 4 s``."""
+    result = job.result
+    if result is not None:
+        return f"[job {job.id}] {result.describe()} · {format_seconds(result.duration)}"
+    if job.pid is None:
+        return f"[job {job.id}] {job.state}"
+    return f"[job {job.id}] running · pid {job.pid} · {format_seconds(job.elapsed)}"
+
+
+class StatusView:
+    """A job's status for IPython's display machinery: plain text, a line in notebooks."""
+
+    def __init__(self, job: Job) -> None:
+        self.text = status_text(job)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f"<code>{html.escape(self.text)}</code>"
+
+
+_COLUMNS = ("id", "command", "pid", "state", "elapsed", "exit", "bytes out")
+
+
+def _row(job: Job) -> tuple[str, ...]:
+    command = job.command.strip().splitlines()[0] if job.command.strip() else ""
+    if len(command) > 60 or "\n" in job.command.strip():
+        command = command[:59] + "…"
+    return (
+        str(job.id),
+        command,
+        "" if job.pid is None else str(job.pid),
+        job.state,
+        format_seconds(job.elapsed),
+        "" if job.returncode is None else str(job.returncode),
+        f"{job.bytes_out:,}",
+    )
+
+
+class JobsView:
+    """The table ``%ajobs`` shows: HTML in a notebook, aligned text in a terminal."""
+
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self.rows = [_row(job) for job in jobs]
+
+    def __repr__(self) -> str:
+        if not self.rows:
+            return "no jobs"
+        rows = [_COLUMNS, *self.rows]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return "<p>no jobs</p>"
+        head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
