@@ -23,7 +23,10 @@ from pathlib import Path
 from kernelbench import Kernel, fmt_ms, median, table, timed
 
 PY = sys.executable
-TICKER = f"{PY} -c \"import time; [(print('t', time.monotonic(), flush=True), time.sleep(0.1)) for i in range(20)]\""
+TICKER = (
+    f'{PY} -c "import time; '
+    "[(print('t', time.monotonic(), flush=True), time.sleep(0.1)) for i in range(20)]\""
+)
 
 
 def first_line_latency(kernel: Kernel, cell: str) -> float:
@@ -66,7 +69,10 @@ def main() -> None:
 
         big = {
             "devnull": f"import subprocess\n_ = subprocess.run(['cat', '{data}'], stdout=subprocess.DEVNULL)",
-            "baseline": f"import subprocess\nprint(subprocess.run(['cat', '{data}'], capture_output=True, text=True).stdout, end='')",
+            "baseline": (
+                "import subprocess\n"
+                f"print(subprocess.run(['cat', '{data}'], capture_output=True, text=True).stdout, end='')"
+            ),
             "arun": f"%%arun\ncat {data}",
             "bang": f"!cat {data}",
             "bash": f"%%bash\ncat {data}",
@@ -87,7 +93,10 @@ def main() -> None:
             "arun": "%%arun\necho hi",
             "bash": "%%bash\necho hi",
             "bang": "!echo hi",
-            "subprocess": "import subprocess\nprint(subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout, end='')",
+            "subprocess": (
+                "import subprocess\n"
+                "print(subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout, end='')"
+            ),
         }
         overhead: dict[str, list[float]] = {k: [] for k in calls}
         for _ in range(30 * opts.rounds):

@@ -7,12 +7,10 @@ import signal
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
+from kernel import Kernel, processes_with
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
-
-from kernel import Kernel, processes_with
 
 pytestmark = pytest.mark.kernel
 
