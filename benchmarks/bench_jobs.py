@@ -1,0 +1,96 @@
+"""Kernel responsiveness while background jobs stream, through a real kernel, in one run.
+
+Reply time of ``1+1`` execute requests (sent one after another, from request to idle):
+- with the kernel idle;
+- while 4 ``%arun --bg`` jobs each stream about 5 MB/s into their cell;
+- while IPython's ``%%bash`` streams one such producer in the foreground (the anchor: the
+  kernel is blocked, requests wait in the queue; four of them through ``%%bash`` broke the
+  kernel's sockets here).
+
+Run: ``python benchmarks/bench_jobs.py``. Read the ratios of the p95s; absolute times move
+with the machine's load.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+from kernelbench import Kernel, fmt_ms, table
+
+PY = sys.executable
+SECONDS = 4
+# 50 kB every 10 ms: about 5 MB/s of 100-character lines, for SECONDS seconds.
+PRODUCER = (
+    f"{PY} -c \"import sys, time; chunk = ('x' * 99 + chr(10)) * 500; "
+    f'[(sys.stdout.write(chunk), sys.stdout.flush(), time.sleep(0.01)) for _ in range({SECONDS * 100})]"'
+)
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+def reply_times(kernel: Kernel, until: float) -> list[float]:
+    times = []
+    while time.monotonic() < until:
+        t0 = time.monotonic()
+        ex = kernel.execute("1+1")
+        assert ex.result == "2"
+        times.append(ex.idle_at - t0)
+    return times
+
+
+def main() -> None:
+    kernel = Kernel()
+    kernel.run("%load_ext asyncmagic")
+    try:
+        idle = reply_times(kernel, time.monotonic() + SECONDS)
+
+        start = kernel.run("\n".join(f"_j{i} = %arun --bg {PRODUCER}" for i in range(4)))
+        busy = reply_times(kernel, time.monotonic() + SECONDS - 0.5)
+        kernel.run("for _j in (_j0, _j1, _j2, _j3): await _j.wait()")
+        streamed = sum(len(m["content"]["text"]) for m in start.of_type("stream"))
+
+    finally:
+        kernel.shutdown()
+    # The anchor in a kernel of its own: %%bash blocks it for the whole run.
+    kernel = Kernel()
+    try:
+        bash = kernel.submit(f"%%bash\n{PRODUCER}")
+        kernel.wait_until(lambda: bool(bash.stdout), what="%%bash to start streaming")
+        blocked = []
+        while not bash.done:
+            t0 = time.monotonic()
+            ex = kernel.execute("1+1", timeout=120)
+            blocked.append(ex.idle_at - t0)
+    finally:
+        kernel.shutdown()
+
+    rows = [
+        ["", "requests", "median", "p95", "p95 vs idle"],
+        ["kernel idle", str(len(idle)), fmt_ms(statistics.median(idle)), fmt_ms(p95(idle)), "1.00x"],
+        [
+            "4 `%arun --bg` jobs streaming",
+            str(len(busy)),
+            fmt_ms(statistics.median(busy)),
+            fmt_ms(p95(busy)),
+            f"{p95(busy) / p95(idle):.2f}x",
+        ],
+        [
+            "`%%bash` streaming one such producer (anchor)",
+            str(len(blocked)),
+            fmt_ms(statistics.median(blocked)),
+            fmt_ms(max(blocked)),
+            f"{max(blocked) / p95(idle):.0f}x (max: few requests get through)",
+        ],
+    ]
+    print(
+        f"\njobs streamed {streamed / 1e6:.0f} MB to their cell in {SECONDS} s; {time.strftime('%Y-%m-%d')}"
+    )
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
