@@ -36,6 +36,7 @@ class Background:
         self._seen: dict[int, int | None] = {}  # job id -> chunks the starting cell received
         self._chunks: dict[int, list[tuple[str, str]]] = {}
         self._raise: dict[int, bool] = {}
+        self._quiet: set[int] = set()
         shell.events.register("post_run_cell", self._cell_finished)
 
     def close(self) -> None:
@@ -89,6 +90,8 @@ class Background:
         self._chunks[job.id] = []
         self._seen[job.id] = None
         self._raise[job.id] = run.raise_on_error
+        if run.quiet:
+            self._quiet.add(job.id)
         job.on_wait = self._after_wait
         if run.result:
             namespace[run.result] = job
@@ -141,7 +144,8 @@ class Background:
             self._seen[job.id] = len(chunks)
 
     def _after_wait(self, job: Job) -> None:
-        self.replay(job)
+        if job.id not in self._quiet:
+            self.replay(job)
         result = job.result
         # A job killed on request is not a failure to report: someone asked for it.
         if (

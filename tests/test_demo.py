@@ -25,7 +25,7 @@ def outputs() -> dict[str, str]:
             if out.output_type == "stream":
                 parts.append(("ERR:" if out.name == "stderr" else "") + out.text)
             elif out.output_type in ("execute_result", "display_data"):
-                parts.append(out.data.get("text/plain", ""))
+                parts.append(out.data.get("text/plain", "") + "\n")
             elif out.output_type == "error":
                 parts.append("ERROR:" + "\n".join(out.traceback))
         texts[cell.source] = "".join(parts)
@@ -62,4 +62,22 @@ def test_timeout_input_capture_errors(outputs):
     assert error.startswith("about to fail\nERROR:CommandError:") and "exit 3" in error
     assert "exit 127 (command not found)" in output_of(outputs, "%arun --no-raise this_command")
     assert output_of(outputs, "%arun printf 'caf") == "café and a bad byte: \ufffd\n"
-    assert output_of(outputs, "import asyncmagic") == "(2, 'engine\\n', False)"
+    assert output_of(outputs, "import asyncmagic") == "(2, 'engine\\n', False)\n"
+
+
+def test_background_jobs(outputs):
+    started = output_of(outputs, "%%arun --bg -r train")
+    awaited = output_of(outputs, "result = await train")
+    lines = [f"epoch {i}" for i in range(1, 5)]
+    # Headless: what the starting cell missed is printed where the job is awaited.
+    shown = [line for line in (started + awaited).splitlines() if line.startswith("epoch")]
+    assert shown == lines
+    assert awaited.endswith("(0, 'exit')\n")
+    assert "[job 1]" in started
+    table = output_of(outputs, 'print("meanwhile')
+    assert "meanwhile the kernel is free: 2" in table and "running" in table
+
+
+def test_interactive_and_kill(outputs):
+    assert "42\n>>> \n0" in output_of(outputs, "repl = %arun")
+    assert output_of(outputs, "slow = %arun").endswith("'killed'\n")
