@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from IPython.display import display
 
+from .foreground import Launch, Runner
 from .jobs import Job, JobTable
 from .options import RunSettings
 from .output import LiveOutput
-from .process import Process, end_all_now, start
+from .process import end_all_now
 from .result import CommandError
 from .status import StatusView
 
@@ -47,22 +47,13 @@ class Background:
             pass
         end_all_now()
 
-    def start(
-        self,
-        command: str | Sequence[str],
-        run: RunSettings,
-        namespace: dict[str, Any],
-        *,
-        shell: str | None = None,
-        interactive: bool = False,
-    ) -> Job:
-        """Start ``command`` as a job of the current cell and return it at once."""
-        text = command if isinstance(command, str) else " ".join(command)
+    def start(self, command: str, launch: Launch, run: RunSettings, namespace: dict[str, Any]) -> Job:
+        """Start a job of the current cell with ``launch`` and return it at once."""
         live = None if run.quiet else LiveOutput()
         notebook = hasattr(self.shell, "kernel")
         context = contextvars.copy_context()
 
-        async def starting(job: Job) -> Process:
+        async def starting(job: Job) -> Runner:
             chunks = self._chunks[job.id]
 
             def on_output(stream: str, text: str) -> None:
@@ -71,22 +62,11 @@ class Background:
                 if live is not None:
                     live(stream, text)
 
-            proc = await start(
-                command,
-                shell=shell,
-                timeout=run.timeout,
-                grace=run.grace,
-                input=run.input,
-                stdin="pipe" if interactive else None,
-                cwd=run.cwd,
-                env=run.env,
-                on_output=on_output,
-            )
-            job.follower = asyncio.ensure_future(self._follow(job, proc, run, namespace, live, notebook))
-            return proc
+            runner = await launch(on_output)
+            job.follower = asyncio.ensure_future(self._follow(job, runner, run, namespace, live, notebook))
+            return runner
 
-        loop = _loop()
-        job = context.run(self.jobs.start, text, starting, loop)
+        job = context.run(self.jobs.start, command, starting, _loop())
         self._chunks[job.id] = []
         self._seen[job.id] = None
         self._raise[job.id] = run.raise_on_error
@@ -100,7 +80,7 @@ class Background:
     async def _follow(
         self,
         job: Job,
-        proc: Process,
+        proc: Runner,
         run: RunSettings,
         namespace: dict[str, Any],
         live: LiveOutput | None,

@@ -9,51 +9,48 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from IPython.core.error import UsageError
 
 from .options import RunSettings
 from .output import LiveOutput
-from .process import start
-from .result import CommandError, Result
+from .process import OutputCallback
+from .result import CommandError, Ended, Result
 
 
-async def run_for_cell(
-    command: str | Sequence[str],
-    run: RunSettings,
-    namespace: dict[str, Any],
-    *,
-    shell: str | None = None,
-) -> Result:
-    """Run ``command`` with ``run``'s settings, streaming into the current cell.
+class Runner(Protocol):
+    """What runs for a cell: a :class:`~asyncmagic.Process` or a pipeline."""
 
-    An interrupt of the cell (its task cancelled) ends the command's whole tree and
-    raises :class:`CommandError` saying "interrupted", with or without ``--no-raise``:
-    the person asked everything to stop.
+    async def wait(self) -> Result: ...
+    async def interrupt(self) -> Result: ...
+    async def stop(self, ended: Ended = "killed", *, grace: float | None = None) -> Result: ...
+
+
+Launch = Callable[[OutputCallback | None], Awaitable[Runner]]
+"""Starts a command or pipeline given where its output goes: ``launch(on_output)``."""
+
+
+async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, Any]) -> Result:
+    """Start with ``launch`` and run to the end, streaming into the current cell.
+
+    An interrupt of the cell (its task cancelled) ends the whole tree and raises
+    :class:`CommandError` saying "interrupted", with or without ``--no-raise``: the person
+    asked everything to stop.
     """
     live = None if run.quiet else LiveOutput()
     try:
-        proc = await start(
-            command,
-            shell=shell,
-            timeout=run.timeout,
-            grace=run.grace,
-            input=run.input,
-            cwd=run.cwd,
-            env=run.env,
-            on_output=live,
-        )
+        runner = await launch(live)
     except FileNotFoundError as exc:
-        raise UsageError(f"cannot start {exc.filename or command!s}: no such file or directory") from None
+        raise UsageError(f"cannot start {exc.filename}: no such file or directory") from None
     except PermissionError as exc:
-        raise UsageError(f"cannot start {exc.filename or command!s}: permission denied") from None
+        raise UsageError(f"cannot start {exc.filename}: permission denied") from None
     try:
         try:
-            result = await proc.wait()
+            result = await runner.wait()
         except asyncio.CancelledError:
-            result = await proc.interrupt()
+            result = await runner.interrupt()
     finally:
         if live is not None:
             live.close()

@@ -12,8 +12,12 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any
 
+from .pipeline import Pipeline
 from .process import Process
 from .result import Result
+
+Running = Process | Pipeline
+"""What a job runs: one command or a pipeline."""
 
 
 class Job:
@@ -27,7 +31,7 @@ class Job:
         self,
         job_id: int,
         command: str,
-        starting: Callable[[Job], Coroutine[Any, Any, Process]],
+        starting: Callable[[Job], Coroutine[Any, Any, Running]],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.id = job_id
@@ -39,7 +43,7 @@ class Job:
         self.follower: asyncio.Future[None] | None = None
         self._expect_at = 0
         self._grew = asyncio.Event()
-        self._process: Process | None = None
+        self._process: Running | None = None
         self._starting = loop.create_task(self._start(starting))
 
     def record(self, stream: str, text: str) -> None:
@@ -48,7 +52,7 @@ class Job:
         self.bytes_out += len(text.encode())
         self._grew.set()
 
-    async def _start(self, starting: Callable[[Job], Coroutine[Any, Any, Process]]) -> Process:
+    async def _start(self, starting: Callable[[Job], Coroutine[Any, Any, Running]]) -> Running:
         try:
             self._process = await starting(self)
         finally:
@@ -102,8 +106,8 @@ class Job:
 
     # -- waiting and control -------------------------------------------------------------
 
-    async def process(self) -> Process:
-        """The job's Process, once started (raises what starting it raised)."""
+    async def process(self) -> Running:
+        """The job's Process (or Pipeline), once started (raises what starting it raised)."""
         return await asyncio.shield(self._starting)
 
     async def wait(self, timeout: float | None = None) -> Result:
@@ -176,7 +180,7 @@ class JobTable:
     def start(
         self,
         command: str,
-        starting: Callable[[Job], Coroutine[Any, Any, Process]],
+        starting: Callable[[Job], Coroutine[Any, Any, Running]],
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> Job:
         """Create job N whose process ``starting(job)`` starts on ``loop`` (default: the running one).

@@ -8,22 +8,25 @@ loop stays free. Both build the same coroutine.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Bool, Float, Unicode
 
-from . import awaiting
+from . import awaiting, pipesyntax
 from .background import Background
-from .foreground import run_for_cell
+from .foreground import Launch, run_for_cell
 from .jobs import Job
 from .options import RunSettings, parse, run_options, settings, split_command
-from .process import default_shell
+from .pipeline import Pipeline, start_pipeline
+from .pipesyntax import PipelineSpec
+from .process import OutputCallback, Process, default_shell, start
 from .result import CommandError
 from .status import JobsView, status_text
 
@@ -99,6 +102,8 @@ class AsyncMagics(Magics):
             return self._arun_awaited(line, cell, value=value)
         if name == "ajobs":
             return self._ajobs(line)
+        if name == "apipe":
+            return self._apipe_awaited(line, value=value)
         raise UsageError(f"no awaitable magic named {name!r}")
 
     # -- %arun ---------------------------------------------------------------------------
@@ -129,16 +134,99 @@ class AsyncMagics(Magics):
         return await self._arun(command, run, value=value)
 
     async def _arun(self, command: str, run: RunSettings, *, value: bool) -> Any:
-        result = await run_for_cell(command, run, self.shell.user_ns, shell=self._shell_path())
+        result = await run_for_cell(self._command_launcher(command, run), run, self.shell.user_ns)
         return result if value else None
 
     def _start_job(self, command: str, run: RunSettings) -> Job:
-        return self.background.start(
-            command, run, self.shell.user_ns, shell=self._shell_path(), interactive=run.interactive
-        )
+        return self.background.start(command, self._command_launcher(command, run), run, self.shell.user_ns)
 
-    def _shell_path(self) -> str:
-        return self.default_shell or default_shell()
+    def _command_launcher(self, command: str, run: RunSettings) -> Launch:
+        shell = self.default_shell or default_shell()
+
+        def launch(on_output: OutputCallback | None) -> Awaitable[Process]:
+            return start(
+                command,
+                shell=shell,
+                timeout=run.timeout,
+                grace=run.grace,
+                input=run.input,
+                stdin="pipe" if run.interactive else None,
+                cwd=run.cwd,
+                env=run.env,
+                on_output=on_output,
+            )
+
+        return launch
+
+    # -- %apipe --------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("--dry-run", action="store_true", help="Print each stage as its argv list; run nothing.")
+    @run_options
+    @no_var_expand
+    @line_magic
+    def apipe(self, line: str) -> Any:
+        """Run a pipeline built without a shell: ``cmd1 | cmd2 | py:func | cmd3``.
+
+        ::
+
+            %apipe [options] cmd1 args | cmd2 args | py:func | cmd3 [< in] [> out | >> out]
+
+        Each stage is executed directly, joined to the next by an OS pipe. Words follow
+        shell quoting, but nothing is expanded: no globs, no $VAR (%%arun is the shell).
+        {name} inserts a Python value as ONE argument; {name*} a list as several; {{ and
+        }} are literal braces. py:NAME runs a function of lines (str, newline-stripped)
+        that returns or yields lines; plain functions run in a thread, async generators
+        on the loop. Each stage's stderr shows labelled [N name]; the pipeline fails if
+        any stage fails, except a stage ended by SIGPIPE because a later one stopped
+        reading. ``x = %apipe ...`` returns the Result; its ``stages`` say how each ended.
+        """
+        spec, run, dry = self._apipe_args(line)
+        if dry:
+            print(spec.dry_run())
+            return None
+        if run.background:
+            return self._start_pipeline_job(spec, run)
+        return awaiting.run_blocking(self._apipe(spec, run, value=True))
+
+    def _apipe_args(self, line: str) -> tuple[PipelineSpec, RunSettings, bool]:
+        options, text = split_command(line, self.apipe.parser)
+        args = parse(self.apipe.parser, options)
+        if args.interactive:
+            raise UsageError("%apipe has no --interactive: a pipeline's stdin is its first stage's input")
+        run = settings(
+            args,
+            self.shell.user_ns,
+            timeout=self.timeout,
+            grace=self.grace,
+            raise_on_error=self.raise_on_error,
+        )
+        try:
+            spec = pipesyntax.parse(text, self.shell.user_ns)
+            if not args.dry_run:
+                pipesyntax.check_commands(spec, env={**os.environ, **run.env}, cwd=run.cwd)
+        except pipesyntax.PipeSyntaxError as exc:
+            raise UsageError(f"%apipe: {exc}") from None
+        return spec, run, args.dry_run
+
+    async def _apipe_awaited(self, line: str, *, value: bool) -> Any:
+        spec, run, dry = self._apipe_args(line)
+        if dry:
+            print(spec.dry_run())
+            return None
+        if run.background:
+            job = self._start_pipeline_job(spec, run)
+            await _started(job)
+            return job if value else None
+        return await self._apipe(spec, run, value=value)
+
+    async def _apipe(self, spec: PipelineSpec, run: RunSettings, *, value: bool) -> Any:
+        result = await run_for_cell(_pipeline_launcher(spec, run), run, self.shell.user_ns)
+        return result if value else None
+
+    def _start_pipeline_job(self, spec: PipelineSpec, run: RunSettings) -> Job:
+        command = " | ".join(str(stage) for stage in spec.stages)
+        return self.background.start(command, _pipeline_launcher(spec, run), run, self.shell.user_ns)
 
     # -- %ajobs --------------------------------------------------------------------------
 
@@ -182,6 +270,24 @@ class AsyncMagics(Magics):
             raise UsageError(f"%ajobs: {exc.args[0]}") from None
 
 
+def _pipeline_launcher(spec: PipelineSpec, run: RunSettings) -> Launch:
+    def launch(on_output: OutputCallback | None) -> Awaitable[Pipeline]:
+        return start_pipeline(
+            spec.stages,
+            timeout=run.timeout,
+            grace=run.grace,
+            input=run.input,
+            stdin_path=spec.stdin_path,
+            stdout_path=spec.stdout_path,
+            append=spec.append,
+            cwd=run.cwd,
+            env=run.env,
+            on_output=on_output,
+        )
+
+    return launch
+
+
 async def _started(job: Job) -> None:
     """Wait until a job's process exists, so its pid is known when the cell returns."""
     try:
@@ -191,4 +297,4 @@ async def _started(job: Job) -> None:
 
 
 awaiting.AWAITABLE_MAGICS["cell"].add("arun")
-awaiting.AWAITABLE_MAGICS["line"].update({"arun", "ajobs"})
+awaiting.AWAITABLE_MAGICS["line"].update({"arun", "ajobs", "apipe"})

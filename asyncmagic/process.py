@@ -52,11 +52,16 @@ def child_env(env: Mapping[str, str] | None) -> dict[str, str]:
 class _Pump(asyncio.SubprocessProtocol):
     """Receives the child's pipes: decodes, captures and forwards output as it arrives."""
 
-    def __init__(self, on_output: OutputCallback | None, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        on_output: OutputCallback | None,
+        loop: asyncio.AbstractEventLoop,
+        pipes: tuple[int, ...] = (1, 2),
+    ) -> None:
         self._on_output = on_output
         self._decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in (1, 2)}
         self.captured: dict[int, list[str]] = {1: [], 2: []}
-        self.eof = {fd: loop.create_future() for fd in (1, 2)}
+        self.eof = {fd: loop.create_future() for fd in pipes}
         self.exited = loop.create_future()
         self.stdin_lost = False
         self._can_write: asyncio.Future[None] | None = None
@@ -71,7 +76,7 @@ class _Pump(asyncio.SubprocessProtocol):
             self.resume_writing()
             return
         self._emit(fd, self._decoders[fd].decode(b"", final=True))
-        if not self.eof[fd].done():
+        if fd in self.eof and not self.eof[fd].done():
             self.eof[fd].set_result(None)
 
     def process_exited(self) -> None:
@@ -256,6 +261,7 @@ class Process:
             finished_at=_now(),
             ended=ended,
             timeout=self._timeout,
+            pid=self.pid,
         )
 
     def _on_timeout(self) -> None:
@@ -273,6 +279,7 @@ async def start(
     grace: float = 2.0,
     input: InputSource | None = None,
     stdin: str | int | None = None,
+    stdout: int | None = None,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     on_output: OutputCallback | None = None,
@@ -282,7 +289,8 @@ async def start(
     A string runs as a script of ``shell`` (default: bash, else sh), passed as an argument
     so that a command in it that reads stdin cannot swallow the lines after it. A sequence
     is executed directly. stdin is /dev/null unless ``input`` is given, or ``stdin`` is
-    "pipe" (write with :meth:`Process.send`) or an open file descriptor.
+    "pipe" (write with :meth:`Process.send`) or an open file descriptor. ``stdout`` may be
+    a file descriptor to write to instead of a pipe read here (a pipeline's next stage).
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
@@ -302,7 +310,7 @@ async def start(
     elif isinstance(stdin, int):
         stdin_arg = stdin
     loop = asyncio.get_running_loop()
-    pump = _Pump(on_output, loop)
+    pump = _Pump(on_output, loop, pipes=(2,) if stdout is not None else (1, 2))
     started_at = _now()
     with _sigint_default_in_children() as preexec:
         spawn = asyncio.ensure_future(
@@ -310,7 +318,7 @@ async def start(
                 lambda: pump,
                 *argv,
                 stdin=stdin_arg,
-                stdout=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE if stdout is None else stdout,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=cwd,
                 env=child_env(env),

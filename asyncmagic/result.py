@@ -34,7 +34,9 @@ class Result:
     finished_at: datetime
     ended: Ended = "exit"
     timeout: float | None = None
-    stages: tuple[Result, ...] = field(default=(), repr=False)
+    pid: int | None = None
+    stages: tuple[Result, ...] = field(default=())
+    """A pipeline's stages, each a Result of its own (command, pid, returncode, ended)."""
 
     @property
     def duration(self) -> float:

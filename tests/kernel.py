@@ -165,3 +165,15 @@ def processes_with(marker: str) -> list[int]:
         if marker in cmdline and state != "Z":
             found.append(int(entry))
     return found
+
+
+def sleeping(marker: str) -> list[int]:
+    """Pids of live ``sleep MARKER`` processes themselves (not shells mentioning them)."""
+    return [pid for pid in processes_with(marker) if _cmdline(pid) == f"sleep {marker}"]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""

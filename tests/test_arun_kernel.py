@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kernel import Kernel, processes_with
+from kernel import Kernel, processes_with, sleeping
 
 pytestmark = pytest.mark.kernel
 
@@ -66,7 +66,7 @@ def test_interrupt_ends_the_tree_and_the_kernel_stays_usable(kernel: Kernel, mar
 def test_interrupt_escalates_for_a_child_ignoring_sigint_and_sigterm(kernel: Kernel, marker: str):
     ex = kernel.execute(
         f"%%arun --grace 0.5\ntrap '' INT TERM\nsleep {marker}",
-        interrupt_when=lambda ex: bool(processes_with(marker)),
+        interrupt_when=lambda ex: bool(sleeping(marker)),
     )
     assert "interrupted" in ex.error["evalue"]
     assert ex.idle_at - ex.interrupted_at < 1.0 + 0.5 + 0.5
@@ -76,7 +76,7 @@ def test_interrupt_escalates_for_a_child_ignoring_sigint_and_sigterm(kernel: Ker
 def test_interrupt_inside_a_function_uses_the_blocking_path(kernel: Kernel, marker: str):
     ex = kernel.execute(
         f"def _f():\n    %arun sleep {marker}\n_f()",
-        interrupt_when=lambda ex: bool(processes_with(marker)),
+        interrupt_when=lambda ex: bool(sleeping(marker)),
     )
     assert ex.error["ename"] == "CommandError" and "interrupted" in ex.error["evalue"]
     assert processes_with(marker) == []

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kernel import processes_with
+from kernel import processes_with, sleeping
 
 import asyncmagic
 from asyncmagic import Process, run, start
@@ -185,7 +185,7 @@ def test_cancelling_run_interrupts_with_sigint_first(marker):
         task = asyncio.ensure_future(
             run(f"trap 'echo got INT; exit 5' INT; echo ready; sleep {marker} & wait")
         )
-        while not processes_with(marker):
+        while not sleeping(marker):
             await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -198,7 +198,7 @@ def test_cancelling_run_interrupts_with_sigint_first(marker):
 def test_interrupt_reports_interrupted_and_output(marker):
     async def main():
         proc = await start(f"trap 'echo got INT; exit 5' INT; sleep {marker} & wait")
-        while not processes_with(marker):
+        while not sleeping(marker):
             await asyncio.sleep(0.01)
         return await proc.interrupt()
 
