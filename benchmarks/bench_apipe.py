@@ -42,7 +42,8 @@ def main() -> None:
         "capture_output=True)",
         "py-stage": f"%apipe -q cat {lines} | py:upper | wc -l",
         "python3": "import subprocess\n_ = subprocess.run([sys.executable, '-c', "
-        f"'import sys\\nfor l in open(\"{lines}\"): sys.stdout.write(l.upper())'], stdout=subprocess.DEVNULL)",
+        f"'import sys\\nfor l in open(\"{lines}\"): sys.stdout.write(l.upper())'], "
+        "stdout=subprocess.DEVNULL)",
     }
     kernel.run("import sys")
     times: dict[str, list[float]] = {k: [] for k in cells}

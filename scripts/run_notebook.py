@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import sys
+import tempfile
 import time
 
 import nbformat
@@ -32,7 +33,8 @@ def show(msg: dict) -> None:
 
 def main(path: str) -> int:
     nb = nbformat.read(path, as_version=4)
-    manager, client = start_new_kernel(kernel_name="python3")
+    workdir = tempfile.mkdtemp(prefix="asyncmagic-demo-")  # files the notebook writes land here
+    manager, client = start_new_kernel(kernel_name="python3", cwd=workdir)
     failed = 0
     try:
         code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]

@@ -12,10 +12,13 @@ DEMO = Path(__file__).resolve().parent.parent / "demo.ipynb"
 
 
 @pytest.fixture(scope="module")
-def outputs() -> dict[str, str]:
+def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Each code cell's source mapped to its outputs' text, stderr marked."""
     nb = nbformat.read(DEMO, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    workdir = tmp_path_factory.mktemp("demo")
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    ).execute()
     texts = {}
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -81,3 +84,18 @@ def test_background_jobs(outputs):
 def test_interactive_and_kill(outputs):
     assert "42\n>>> \n0" in output_of(outputs, "repl = %arun")
     assert output_of(outputs, "slow = %arun").endswith("'killed'\n")
+
+
+def test_pipelines(outputs):
+    counts = output_of(outputs, "%apipe cat access.log")
+    assert [line.split() for line in counts.splitlines()] == [["3", "10.0.0.1"], ["1", "10.0.0.3"]]
+    assert output_of(outputs, "def keep_odd") == "1\n3\n5\n"
+    assert (
+        output_of(outputs, "risky = ")
+        == "1: ['printf', '%s\\\\n', 'a b; rm -rf ~']\n2: py:keep_odd\na b; rm -rf ~\n"
+    )
+    assert output_of(outputs, "r = %apipe -q yes").startswith(
+        "(True, ['y', 'y', 'y'], [('1 yes', -13, 'signal')"
+    )
+    failed = output_of(outputs, "%apipe --no-raise ls")
+    assert failed.startswith("ERR:[1 ls] ls: cannot access") and "exit 2" in failed
