@@ -59,7 +59,7 @@ def main() -> None:
     rows = [
         ["", "%apipe", "anchor", "ratio (target)"],
         [
-            f"cat | tr | wc -l over {size_mb:.0f} MB",
+            f"`cat \\| tr \\| wc -l` over {size_mb:.0f} MB",
             f"{size_mb / med['apipe']:.0f} MB/s",
             f"{size_mb / med['bash']:.0f} MB/s (bash -c)",
             f"{med['bash'] / med['apipe']:.2f}x bash's throughput (>= 0.9)",
