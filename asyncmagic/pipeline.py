@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from .capture import Capture, Spill
 from .process import OutputCallback, start
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source
@@ -82,11 +83,15 @@ class Pipeline:
 
     @property
     def stdout(self) -> str:
-        return "".join(self._out)
+        return self._out.text(self._spill.path)
 
     @property
     def stderr(self) -> str:
-        return "".join(self._err)
+        return self._err.text(self._spill.path)
+
+    def log_path(self) -> str:
+        """A file with all the output shown: the last stage's stdout and the labelled stderr."""
+        return self._spill.materialize()
 
     def add_done_callback(self, callback: Callable[[], None]) -> None:
         self._finished.add_done_callback(lambda _: callback())
@@ -123,6 +128,7 @@ class Pipeline:
 
     def _emit(self, stream: str, text: str) -> None:
         (self._out if stream == "stdout" else self._err).append(text)
+        self._spill.write(text.encode())
         if self._on_output is not None:
             self._on_output(stream, text)
 
@@ -151,6 +157,9 @@ class Pipeline:
             _close(self._kernel_fds)
             for label in self._labels.values():
                 label.close()
+        if self._out.truncated or self._err.truncated:
+            self._spill.materialize()
+        self._spill.close()
         return self._result([results[i] for i in range(len(self.stages))])
 
     def _result(self, stages: list[Result]) -> Result:
@@ -178,6 +187,7 @@ class Pipeline:
             ended=ended,
             timeout=self._timeout,
             pid=self.pid,
+            log_path=self._spill.path,
             stages=tuple(stages),
         )
 
@@ -200,12 +210,14 @@ async def start_pipeline(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     on_output: OutputCallback | None = None,
+    capture_limit: int | None = None,
 ) -> Pipeline:
     """Start ``stages`` joined by pipes and return the :class:`Pipeline`.
 
     ``input`` (or the file ``stdin_path``) feeds the first stage; the last stage writes to
     the file ``stdout_path`` (``append`` for ``>>``) or streams to ``on_output``. A stage
     that cannot start ends the ones already started before the error propagates.
+    ``capture_limit`` caps what is kept in memory, as for :func:`~asyncmagic.start`.
     """
     if not stages:
         raise ValueError("a pipeline needs at least one stage")
@@ -218,7 +230,8 @@ async def start_pipeline(
     pipe.stages = tuple(stages)
     pipe.command = " | ".join(str(s) for s in stages)
     pipe._on_output = on_output
-    pipe._out, pipe._err = [], []
+    pipe._out, pipe._err = Capture(capture_limit), Capture(capture_limit)
+    pipe._spill = Spill()
     pipe._procs, pipe._py_tasks, pipe._stops = {}, {}, []
     pipe._kernel_fds = []
     pipe._ended, pipe._failed_stage, pipe._timeout = None, None, timeout

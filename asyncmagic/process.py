@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import watchdog
+from .capture import Capture, Spill
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source
 from .stopping import end_group, end_group_now, group_alive
@@ -57,10 +58,12 @@ class _Pump(asyncio.SubprocessProtocol):
         on_output: OutputCallback | None,
         loop: asyncio.AbstractEventLoop,
         pipes: tuple[int, ...] = (1, 2),
+        capture_limit: int | None = None,
     ) -> None:
         self._on_output = on_output
         self._decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in (1, 2)}
-        self.captured: dict[int, list[str]] = {1: [], 2: []}
+        self.captured = {fd: Capture(capture_limit) for fd in (1, 2)}
+        self.spill = Spill()
         self.eof = {fd: loop.create_future() for fd in pipes}
         self.exited = loop.create_future()
         self.stdin_lost = False
@@ -68,6 +71,7 @@ class _Pump(asyncio.SubprocessProtocol):
         self._loop = loop
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.spill.write(data)
         self._emit(fd, self._decoders[fd].decode(data))
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
@@ -143,13 +147,17 @@ class Process:
 
     @property
     def stdout(self) -> str:
-        """Standard output received so far."""
-        return "".join(self._pump.captured[1])
+        """Standard output received so far (head and tail past the capture limit)."""
+        return self._pump.captured[1].text(self._pump.spill.path)
 
     @property
     def stderr(self) -> str:
-        """Standard error received so far."""
-        return "".join(self._pump.captured[2])
+        """Standard error received so far (head and tail past the capture limit)."""
+        return self._pump.captured[2].text(self._pump.spill.path)
+
+    def log_path(self) -> str:
+        """A file holding every byte of the output (stdout and stderr as they arrived)."""
+        return self._pump.spill.materialize()
 
     async def wait(self) -> Result:
         """Wait for the end; cancelling the waiter does not stop the command."""
@@ -252,11 +260,16 @@ class Process:
         returncode = self._transport.get_returncode()
         assert returncode is not None
         ended = self._ended or ("signal" if returncode < 0 else "exit")
+        pump = self._pump
+        if any(c.truncated for c in pump.captured.values()):
+            pump.spill.materialize()
+        pump.spill.close()
         return Result(
             command=self.command,
             returncode=returncode,
-            stdout="".join(self._pump.captured[1]),
-            stderr="".join(self._pump.captured[2]),
+            stdout=self.stdout,
+            stderr=self.stderr,
+            log_path=pump.spill.path,
             started_at=self.started_at,
             finished_at=_now(),
             ended=ended,
@@ -283,6 +296,7 @@ async def start(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     on_output: OutputCallback | None = None,
+    capture_limit: int | None = None,
 ) -> Process:
     """Start ``command`` and return its :class:`Process`.
 
@@ -291,6 +305,8 @@ async def start(
     is executed directly. stdin is /dev/null unless ``input`` is given, or ``stdin`` is
     "pipe" (write with :meth:`Process.send`) or an open file descriptor. ``stdout`` may be
     a file descriptor to write to instead of a pipe read here (a pipeline's next stage).
+    ``capture_limit`` caps the characters of each stream kept in memory (head and tail are
+    kept; the whole output then goes to :meth:`Process.log_path`).
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
@@ -310,7 +326,7 @@ async def start(
     elif isinstance(stdin, int):
         stdin_arg = stdin
     loop = asyncio.get_running_loop()
-    pump = _Pump(on_output, loop, pipes=(2,) if stdout is not None else (1, 2))
+    pump = _Pump(on_output, loop, pipes=(2,) if stdout is not None else (1, 2), capture_limit=capture_limit)
     started_at = _now()
     with _sigint_default_in_children() as preexec:
         spawn = asyncio.ensure_future(

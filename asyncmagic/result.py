@@ -35,6 +35,8 @@ class Result:
     ended: Ended = "exit"
     timeout: float | None = None
     pid: int | None = None
+    log_path: str | None = None
+    """A file with every byte of the output, when it was too big to keep whole in memory."""
     stages: tuple[Result, ...] = field(default=())
     """A pipeline's stages, each a Result of its own (command, pid, returncode, ended)."""
 

@@ -1,0 +1,133 @@
+"""Keeping a command's output within a memory cap, and every byte of it on disk when it is big.
+
+:class:`Capture` holds one stream's text whole up to a limit, then its head and its tail
+and a count of what was dropped between them. :class:`Spill` keeps the raw bytes of both
+streams (as they arrived, like ``2>&1``) in memory up to a threshold, then in a log file,
+so a huge output stays available in full without staying in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import deque
+from typing import BinaryIO
+
+SPILL_AFTER = 1 << 20
+"""Raw bytes kept in memory before they move to a log file."""
+
+
+class Capture:
+    """One stream's text, whole up to ``limit`` characters, else head + tail."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.chars = 0
+        self.newlines = 0
+        self._head: list[str] = []
+        self._head_chars = 0
+        self._tail: deque[str] = deque()
+        self._tail_chars = 0
+        self.dropped_chars = 0
+        self.dropped_newlines = 0
+
+    def append(self, text: str) -> None:
+        self.chars += len(text)
+        self.newlines += text.count("\n")
+        if self.limit is None or self._head_chars + len(text) <= self.limit // 2:
+            self._head.append(text)
+            self._head_chars += len(text)
+            return
+        room = self.limit // 2 - self._head_chars
+        if room > 0:
+            self._head.append(text[:room])
+            self._head_chars += room
+            text = text[room:]
+        self._tail.append(text)
+        self._tail_chars += len(text)
+        half = self.limit - self.limit // 2
+        while self._tail_chars > half:
+            first = self._tail[0]
+            excess = self._tail_chars - half
+            cut = first[:excess] if excess < len(first) else first
+            self.dropped_chars += len(cut)
+            self.dropped_newlines += cut.count("\n")
+            self._tail_chars -= len(cut)
+            if excess < len(first):
+                self._tail[0] = first[excess:]
+            else:
+                self._tail.popleft()
+
+    @property
+    def truncated(self) -> bool:
+        return self.dropped_chars > 0
+
+    def text(self, log_path: str | None = None) -> str:
+        """All of it, or head + a notice + tail when the limit was passed."""
+        if not self.truncated:
+            return "".join(self._head) + "".join(self._tail)
+        head = "".join(self._head)
+        sep = "" if head.endswith("\n") or not head else "\n"
+        return f"{head}{sep}{notice(self.dropped_newlines, self.dropped_chars, log_path)}\n" + "".join(
+            self._tail
+        )
+
+
+def notice(lines: int, chars: int, log_path: str | None) -> str:
+    """``… 1,234,567 lines (98 MB) not shown; full output: /tmp/asyncmagic-…/3.log``"""
+    where = f"full output: {log_path}" if log_path else "full output in the Result"
+    return f"… {lines:,} lines ({human_size(chars)}) not shown; {where}"
+
+
+def human_size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    raise AssertionError  # unreachable
+
+
+_counter = 0
+
+
+def log_dir() -> str:
+    """This process's folder for output logs, made on first use."""
+    path = os.path.join(tempfile.gettempdir(), f"asyncmagic-{os.getpid()}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+class Spill:
+    """Raw output bytes: in memory up to ``threshold``, then appended to a log file."""
+
+    def __init__(self, threshold: int = SPILL_AFTER) -> None:
+        self.threshold = threshold
+        self.size = 0
+        self._memory: list[bytes] = []
+        self._file: BinaryIO | None = None
+        self.path: str | None = None
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self._file is not None:
+            self._file.write(data)
+            return
+        self._memory.append(data)
+        if self.size > self.threshold:
+            self.materialize()
+
+    def materialize(self) -> str:
+        """Move everything to the log file (if not yet) and return its path."""
+        global _counter
+        if self.path is None:
+            _counter += 1
+            self.path = os.path.join(log_dir(), f"{_counter}.log")
+            self._file = open(self.path, "wb")
+            self._file.writelines(self._memory)
+            self._memory = []
+        return self.path
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
