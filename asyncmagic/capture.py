@@ -67,10 +67,13 @@ class Capture:
         if not self.truncated:
             return "".join(self._head) + "".join(self._tail)
         head = "".join(self._head)
+        tail = "".join(self._tail)
+        lines, chars = self.dropped_newlines, self.dropped_chars
+        cut = tail.find("\n")
+        if 0 <= cut < len(tail) - 1:  # start the tail on a whole line
+            lines, chars, tail = lines + 1, chars + cut + 1, tail[cut + 1 :]
         sep = "" if head.endswith("\n") or not head else "\n"
-        return f"{head}{sep}{notice(self.dropped_newlines, self.dropped_chars, log_path)}\n" + "".join(
-            self._tail
-        )
+        return f"{head}{sep}{notice(lines, chars, log_path)}\n{tail}"
 
 
 def notice(lines: int, chars: int, log_path: str | None) -> str:
