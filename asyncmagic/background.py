@@ -15,7 +15,7 @@ from typing import Any
 
 from IPython.display import display
 
-from .foreground import Launch, Runner
+from .foreground import Launch, Runner, live_output
 from .jobs import Job, JobTable
 from .options import RunSettings
 from .output import LiveOutput
@@ -49,7 +49,7 @@ class Background:
 
     def start(self, command: str, launch: Launch, run: RunSettings, namespace: dict[str, Any]) -> Job:
         """Start a job of the current cell with ``launch`` and return it at once."""
-        live = None if run.quiet else LiveOutput()
+        live = live_output(run)
         notebook = hasattr(self.shell, "kernel")
         context = contextvars.copy_context()
 
@@ -97,7 +97,7 @@ class Background:
                 break
         result = ended.result()
         if live is not None:
-            live.close()
+            await live.aclose(proc.log_path)
         if run.out:
             namespace[run.out] = result.stdout
         if run.err:

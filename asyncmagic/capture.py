@@ -8,7 +8,9 @@ so a huge output stays available in full without staying in memory.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections import deque
 from typing import BinaryIO
@@ -94,9 +96,11 @@ _counter = 0
 
 
 def log_dir() -> str:
-    """This process's folder for output logs, made on first use."""
+    """This process's folder for output logs, made on first use, removed at exit."""
     path = os.path.join(tempfile.gettempdir(), f"asyncmagic-{os.getpid()}")
-    os.makedirs(path, exist_ok=True)
+    if not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
 
 

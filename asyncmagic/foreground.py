@@ -26,6 +26,7 @@ class Runner(Protocol):
     async def wait(self) -> Result: ...
     async def interrupt(self) -> Result: ...
     async def stop(self, ended: Ended = "killed", *, grace: float | None = None) -> Result: ...
+    def log_path(self) -> str: ...
 
 
 Launch = Callable[[OutputCallback | None], Awaitable[Runner]]
@@ -39,7 +40,7 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
     :class:`CommandError` saying "interrupted", with or without ``--no-raise``: the person
     asked everything to stop.
     """
-    live = None if run.quiet else LiveOutput()
+    live = live_output(run)
     try:
         runner = await launch(live)
     except FileNotFoundError as exc:
@@ -53,10 +54,17 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
             result = await runner.interrupt()
     finally:
         if live is not None:
-            live.close()
+            await live.aclose(runner.log_path)
     store(result, run, namespace)
     report(result, run)
     return result
+
+
+def live_output(run: RunSettings) -> LiveOutput | None:
+    """Where a run's output is shown, as its options say; None for ``--quiet``."""
+    if run.quiet:
+        return None
+    return LiveOutput(max_lines=run.max_lines, label=run.label)
 
 
 def store(result: Result, run: RunSettings, namespace: dict[str, Any]) -> None:

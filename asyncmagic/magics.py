@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, Int, Unicode
 
 from . import awaiting, pipesyntax
 from .background import Background
@@ -43,6 +43,14 @@ class AsyncMagics(Magics):
     raise_on_error = Bool(True, help="Raise CommandError when a command fails (else only report it).").tag(
         config=True
     )
+    max_display_lines = Int(
+        1000, help="Default --max-lines: lines of a huge output shown, head and tail (0: all)."
+    ).tag(config=True)
+    capture_limit = Int(
+        32_000_000,
+        help="Characters of each stream kept in result.stdout/stderr; past it the head and the tail "
+        "(every byte is in the log file the notice names).",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
@@ -116,14 +124,7 @@ class AsyncMagics(Magics):
         else:
             options, command = line, cell
         args = parse(self.arun.parser, options)
-        run = settings(
-            args,
-            self.shell.user_ns,
-            timeout=self.timeout,
-            grace=self.grace,
-            raise_on_error=self.raise_on_error,
-        )
-        return command, run
+        return command, self._settings(args)
 
     async def _arun_awaited(self, line: str, cell: str | None, *, value: bool) -> Any:
         command, run = self._arun_args(line, cell)
@@ -140,6 +141,17 @@ class AsyncMagics(Magics):
     def _start_job(self, command: str, run: RunSettings) -> Job:
         return self.background.start(command, self._command_launcher(command, run), run, self.shell.user_ns)
 
+    def _settings(self, args: Any) -> RunSettings:
+        return settings(
+            args,
+            self.shell.user_ns,
+            timeout=self.timeout,
+            grace=self.grace,
+            raise_on_error=self.raise_on_error,
+            max_lines=self.max_display_lines,
+            capture_limit=self.capture_limit or None,
+        )
+
     def _command_launcher(self, command: str, run: RunSettings) -> Launch:
         shell = self.default_shell or default_shell()
 
@@ -154,6 +166,7 @@ class AsyncMagics(Magics):
                 cwd=run.cwd,
                 env=run.env,
                 on_output=on_output,
+                capture_limit=run.capture_limit,
             )
 
         return launch
@@ -194,13 +207,7 @@ class AsyncMagics(Magics):
         args = parse(self.apipe.parser, options)
         if args.interactive:
             raise UsageError("%apipe has no --interactive: a pipeline's stdin is its first stage's input")
-        run = settings(
-            args,
-            self.shell.user_ns,
-            timeout=self.timeout,
-            grace=self.grace,
-            raise_on_error=self.raise_on_error,
-        )
+        run = self._settings(args)
         try:
             spec = pipesyntax.parse(text, self.shell.user_ns)
             if not args.dry_run:
@@ -283,6 +290,7 @@ def _pipeline_launcher(spec: PipelineSpec, run: RunSettings) -> Launch:
             cwd=run.cwd,
             env=run.env,
             on_output=on_output,
+            capture_limit=run.capture_limit,
         )
 
     return launch

@@ -97,6 +97,16 @@ def run_options(func: F) -> F:
         ),
         argument("-q", "--quiet", action="store_true", help="Show nothing live (capture still works)."),
         argument(
+            "--max-lines",
+            type=int,
+            metavar="N",
+            help="Show at most N lines of a huge output, its head and its tail, with a notice between "
+            "them (0: everything; default AsyncMagics.max_display_lines).",
+        ),
+        argument(
+            "--label", action="store_true", help="Prefix every line with [out] or [err], for plain logs."
+        ),
+        argument(
             "--no-raise",
             action="store_true",
             help="Report a failure (non-zero exit, timeout) instead of raising CommandError.",
@@ -123,6 +133,9 @@ class RunSettings:
     raise_on_error: bool = True
     background: bool = False
     interactive: bool = False
+    max_lines: int = 0
+    label: bool = False
+    capture_limit: int | None = None
 
 
 def settings(
@@ -132,6 +145,8 @@ def settings(
     timeout: float | None,
     grace: float,
     raise_on_error: bool,
+    max_lines: int = 0,
+    capture_limit: int | None = None,
 ) -> RunSettings:
     """Check ``args`` against the user's ``namespace``; configured defaults fill the gaps."""
     timeout = args.timeout if args.timeout is not None else timeout
@@ -146,6 +161,8 @@ def settings(
         raise UsageError("--interactive needs --bg: its stdin is written with job.send()")
     if args.interactive and (args.input is not None or args.stdin is not None):
         raise UsageError("--interactive keeps stdin open for job.send(); drop --input/--stdin")
+    if args.max_lines is not None and args.max_lines < 0:
+        raise UsageError(f"--max-lines must be 0 (everything) or more, not {args.max_lines}")
     for name in (args.out, args.err, args.result):
         if name is not None and not name.isidentifier():
             raise UsageError(f"not a valid variable name: {name!r}")
@@ -162,6 +179,9 @@ def settings(
         raise_on_error=raise_on_error and not args.no_raise,
         background=args.bg,
         interactive=args.interactive,
+        max_lines=max_lines if args.max_lines is None else args.max_lines,
+        label=args.label,
+        capture_limit=capture_limit,
     )
 
 

@@ -1,8 +1,11 @@
 """Output routing: where a command's text goes on its way to the person watching.
 
-:class:`LiveOutput` writes to the cell's stdout and stderr streams (ipykernel's
-OutStream in a notebook, the terminal in IPython). It keeps the true arrival order of
-the two streams, sends a lone line at once, and batches a flood into few messages.
+:class:`LiveOutput` writes to the cell's stdout and stderr streams (ipykernel's OutStream
+in a notebook, the terminal in IPython). It keeps the arrival order of the two streams,
+sends a lone line at once and batches a flood, sends only the latest frame of a line
+redrawn with ``\\r``, shows the head and the tail of a huge output with a notice between
+them, and keeps every command of the kernel together under jupyter_server's iopub rate
+limits (:class:`Governor`), which otherwise drop output silently.
 """
 
 from __future__ import annotations
@@ -11,56 +14,293 @@ import asyncio
 import contextvars
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import TextIO
 
+from .capture import notice
+
 MIN_GAP = 0.025
-"""Seconds between two flushes of a flood on one stream (at most 40 messages a second);
-a line after a quiet spell goes out at once."""
+"""Seconds between two flushes of a command's flood (at most 40 a second)."""
+
+PROGRESS_GAP = 0.1
+"""Seconds between two frames of a line redrawn with ``\\r`` (at most 10 a second)."""
+
+MESSAGE_OVERHEAD = 700
+"""Bytes an iopub stream message costs beyond its text (headers, signature), as jupyter_server counts."""
+
+
+class Governor:
+    """Keeps all output of this kernel under jupyter_server's iopub rate limits.
+
+    jupyter_server averages ``iopub_data_rate_limit`` (1,000,000 bytes/s) and
+    ``iopub_msg_rate_limit`` (1000 msg/s) over a 3 s window and drops messages above them.
+    This keeps any 3 s window under a share of both (80% by default), for every command
+    together: a flush that would pass is told how long to wait.
+    """
+
+    def __init__(
+        self, bytes_per_s: float = 800_000, messages_per_s: float = 800, window: float = 3.0
+    ) -> None:
+        self.window = window
+        self.max_bytes = bytes_per_s * window
+        self.max_messages = messages_per_s * window
+        self._sent: deque[tuple[float, int, int]] = deque()
+        self._bytes = 0
+        self._messages = 0
+
+    def delay(self, nbytes: int, messages: int) -> float:
+        """Seconds to wait before sending this much; 0 to send now."""
+        now = time.monotonic()
+        self._forget(now)
+        over_bytes = self._bytes + nbytes - self.max_bytes
+        over_messages = self._messages + messages - self.max_messages
+        if (over_bytes <= 0 and over_messages <= 0) or not self._sent:
+            return 0.0
+        for t, b, m in self._sent:
+            over_bytes -= b
+            over_messages -= m
+            if over_bytes <= 0 and over_messages <= 0:
+                return max(t + self.window - now, 0.001)
+        return max(self._sent[-1][0] + self.window - now, 0.001)
+
+    def record(self, nbytes: int, messages: int) -> None:
+        self._sent.append((time.monotonic(), nbytes, messages))
+        self._bytes += nbytes
+        self._messages += messages
+
+    def _forget(self, now: float) -> None:
+        while self._sent and self._sent[0][0] <= now - self.window:
+            _, b, m = self._sent.popleft()
+            self._bytes -= b
+            self._messages -= m
+
+
+GOVERNOR = Governor()
+"""The one governor of this kernel: every command's output shares it."""
+
+
+class HeadTail:
+    """Decides what of a huge output is shown: the head now, the tail at the end.
+
+    ``max_lines`` lines in all (half head, half tail; 0 shows everything), and at most
+    ``max_chars`` characters on each side, so one endless line cannot flood the browser.
+    """
+
+    def __init__(self, max_lines: int, max_chars: int = 256_000) -> None:
+        self.unlimited = max_lines <= 0
+        self.head_lines = max_lines // 2
+        self.tail_lines = max_lines - self.head_lines
+        self.max_chars = max_chars
+        self._lines = 0
+        self._chars = 0
+        self.in_tail = False
+        self._tail: deque[tuple[str, str]] = deque()
+        self._tail_lines = 0
+        self._tail_chars = 0
+        self.hidden_lines = 0
+        self.hidden_chars = 0
+
+    def admit(self, stream: str, text: str) -> str:
+        """The part of ``text`` to show now; the rest goes to the tail."""
+        if self.unlimited:
+            return text
+        if self.in_tail:
+            self._to_tail(stream, text)
+            return ""
+        cut = self._head_room(text)
+        if cut >= len(text):
+            self._lines += text.count("\n")
+            self._chars += len(text)
+            return text
+        self.in_tail = True
+        self._to_tail(stream, text[cut:])
+        return text[:cut]
+
+    def finish(self) -> list[tuple[str, str]]:
+        """What to show at the end: the notice (if anything was hidden) and the tail."""
+        return list(self._tail)
+
+    def _head_room(self, text: str) -> int:
+        room = self.max_chars - self._chars
+        lines_left = self.head_lines - self._lines
+        pos = 0
+        while lines_left > 0:
+            nl = text.find("\n", pos)
+            if nl < 0:
+                break
+            pos = nl + 1
+            lines_left -= 1
+        end = len(text) if lines_left > 0 else pos
+        return max(min(end, room), 0)
+
+    def _to_tail(self, stream: str, text: str) -> None:
+        if not text:
+            return
+        self._tail.append((stream, text))
+        self._tail_lines += text.count("\n")
+        self._tail_chars += len(text)
+        while self._tail and (self._tail_lines > self.tail_lines or self._tail_chars > self.max_chars):
+            old_stream, old = self._tail[0]
+            cut = self._line_cut(old)
+            dropped, kept = old[:cut], old[cut:]
+            self.hidden_lines += dropped.count("\n")
+            self.hidden_chars += len(dropped)
+            self._tail_lines -= dropped.count("\n")
+            self._tail_chars -= len(dropped)
+            if kept:
+                self._tail[0] = (old_stream, kept)
+            else:
+                self._tail.popleft()
+
+    def _line_cut(self, text: str) -> int:
+        """How much of the oldest tail piece to drop: one line, or what is over the char cap."""
+        nl = text.find("\n")
+        over = self._tail_chars - self.max_chars
+        if over > 0 and (nl < 0 or nl + 1 < over):
+            return min(over, len(text))
+        return nl + 1 if nl >= 0 else len(text)
 
 
 class LiveOutput:
     """Streams a command's output into the cell it was started from.
 
-    Call it as ``live(stream, text)``; call :meth:`close` when the command is done.
-    The context (ipykernel keeps "which cell" in ContextVars) and the stream objects are
-    taken when it is created, so output keeps going to that cell whatever runs later.
+    Call it as ``live(stream, text)``; await :meth:`aclose` when the command is done. With
+    ``label``, every line starts ``[out] `` or ``[err] ``. The
+    context (ipykernel keeps "which cell" in ContextVars) and the stream objects are taken
+    when it is created, so output keeps going to that cell whatever runs later.
     """
 
-    def __init__(self, *, min_gap: float = MIN_GAP) -> None:
+    def __init__(
+        self,
+        *,
+        max_lines: int = 0,
+        max_chars: int = 256_000,
+        label: bool = False,
+        governor: Governor = GOVERNOR,
+        min_gap: float = MIN_GAP,
+    ) -> None:
+        self._labels = LineLabels(self._admit) if label else None
         self._context = contextvars.copy_context()
         self._streams: dict[str, TextIO] = {"stdout": sys.stdout, "stderr": sys.stderr}
+        self._governor = governor
         self._min_gap = min_gap
+        self._limit = HeadTail(max_lines, max_chars)
+        self._pending: list[list[str]] = []  # [stream, text] in arrival order
         self._last_flush = 0.0
-        self._dirty: str | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, stream: str, text: str) -> None:
-        self._context.run(self._write, stream, text)
+        if self._labels is not None:
+            self._labels(stream, text)
+        else:
+            self._admit(stream, text)
 
-    def close(self) -> None:
-        """Send whatever is still buffered."""
+    def _admit(self, stream: str, text: str) -> None:
+        shown = self._limit.admit(stream, text)
+        if not shown:
+            return
+        if self._pending and self._pending[-1][0] == stream:
+            self._pending[-1][1] += shown
+        else:
+            self._pending.append([stream, shown])
+        self._schedule()
+
+    async def aclose(self, log_path: Callable[[], str] | None = None) -> None:
+        """Send what is left: pending text, then the notice and the tail of a huge output."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._context.run(self._flush)
+        limit = self._limit
+        if limit.in_tail:
+            if limit.hidden_lines or limit.hidden_chars:
+                path = log_path() if log_path is not None else None
+                text = notice(limit.hidden_lines, limit.hidden_chars, path)
+                last = self._pending[-1][1] if self._pending else "\n"
+                self._pending.append(["stderr", ("" if last.endswith("\n") else "\n") + text + "\n"])
+            for stream, text in limit.finish():
+                if self._pending and self._pending[-1][0] == stream:
+                    self._pending[-1][1] += text
+                else:
+                    self._pending.append([stream, text])
+        while self._pending:
+            wait = self._governor.delay(*self._cost())
+            if wait <= 0:
+                self._flush()
+                break
+            await asyncio.sleep(wait)
 
-    def _write(self, stream: str, text: str) -> None:
-        if self._dirty is not None and self._dirty != stream:
-            self._flush()  # keep stdout and stderr in arrival order
-        self._streams[stream].write(text)
-        self._dirty = stream
-        wait = self._last_flush + self._min_gap - time.monotonic()
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            return
+        gap = self._min_gap if any("\n" in text for _, text in self._pending) else PROGRESS_GAP
+        wait = max(self._last_flush + gap - time.monotonic(), self._governor.delay(*self._cost()))
         if wait <= 0:
             self._flush()
-        elif self._timer is None:
+        else:
             self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._flush()
+        wait = self._governor.delay(*self._cost())
+        if wait > 0:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
+        else:
+            self._flush()
+
+    def _cost(self) -> tuple[int, int]:
+        return (
+            sum(len(text) + MESSAGE_OVERHEAD for _, text in self._pending),
+            len(self._pending),
+        )
 
     def _flush(self) -> None:
-        if self._dirty is not None:
-            self._streams[self._dirty].flush()
-            self._dirty = None
+        if self._pending:
+            pending = [(stream, collapse_frames(text)) for stream, text in self._pending]
+            self._pending = []
+            self._governor.record(sum(len(t) + MESSAGE_OVERHEAD for _, t in pending), len(pending))
+            self._context.run(self._write, pending)
         self._last_flush = time.monotonic()
+
+    def _write(self, pending: list[tuple[str, str]]) -> None:
+        for stream, text in pending:
+            out = self._streams[stream]
+            out.write(text)
+            out.flush()  # one message per run of a stream keeps stdout and stderr in order
+
+
+def collapse_frames(text: str) -> str:
+    """Keep only the last frame of each line redrawn with ``\\r`` (as notebooks render it).
+
+    ``"a\\rb\\rc"`` becomes ``"\\rc"``: the leading ``\\r`` still overwrites a frame sent
+    earlier. A trailing ``\\r`` is kept, and ``\\r\\n`` stays a line end.
+    """
+    if "\r" not in text:
+        return text
+    out = []
+    for line in text.split("\n"):
+        if "\r" in line.rstrip("\r"):
+            trailing = "\r" if line.endswith("\r") else ""
+            frames = [f for f in line.split("\r") if f]
+            line = "\r" + (frames[-1] if frames else "") + trailing
+        out.append(line)
+    return "\n".join(out)
+
+
+class LineLabels:
+    """Prefixes every line of a stream, ``[out] `` / ``[err] `` by default, then passes it on."""
+
+    def __init__(self, emit: Callable[[str, str], None], labels: dict[str, str] | None = None) -> None:
+        self._emit = emit
+        self._labels = labels or {"stdout": "[out] ", "stderr": "[err] "}
+        self._at_line_start = {stream: True for stream in self._labels}
+
+    def __call__(self, stream: str, text: str) -> None:
+        label = self._labels[stream]
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self._at_line_start[stream]:
+                out.append(label)
+            out.append(piece)
+            self._at_line_start[stream] = piece.endswith("\n")
+        self._emit(stream, "".join(out))

@@ -211,7 +211,13 @@ def test_invalid_and_split_utf8(kernel: Kernel):
 
 
 def test_megabyte_line_arrives_whole(kernel: Kernel):
-    ex = kernel.run("%arun head -c 1048576 /dev/zero | tr '\\0' x")
+    ex = kernel.run("%arun -r _big head -c 1048576 /dev/zero | tr '\\0' x\nprint(_big.stdout == 'x' * 1048576)")
+    assert ex.stdout.endswith("True\n")
+    # On screen: its head and its tail, and a notice between them.
+    assert ex.stdout == "x" * 256_000 + "x" * 256_000 + "True\n"
+    assert ex.stderr.startswith("\n… 0 lines (536.6 kB) not shown; full output: /tmp/asyncmagic-")
+    assert [name for name, _ in ex.streams][-3:] == ["stderr", "stdout", "stdout"]  # notice, tail, print
+    ex = kernel.run("%arun --max-lines 0 head -c 1048576 /dev/zero | tr '\\0' x")
     assert ex.stdout == "x" * 1048576
 
 
