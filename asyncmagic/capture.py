@@ -20,40 +20,66 @@ SPILL_AFTER = 1 << 20
 
 
 class Capture:
-    """One stream's text, whole up to ``limit`` characters, else head + tail."""
+    """One stream's text: whole up to ``limit`` characters; past it, only ``keep`` of its head
+    and ``keep`` of its tail, so a gigabyte costs about ``limit`` of memory at its peak."""
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, keep: int = 1_000_000) -> None:
         self.limit = limit
+        self.keep = keep if limit is None else min(keep, limit // 2)
         self.chars = 0
         self.newlines = 0
         self._head: list[str] = []
         self._head_chars = 0
         self._tail: deque[str] = deque()
         self._tail_chars = 0
+        self._over = False
+        self._mid_line = False
         self.dropped_chars = 0
         self.dropped_newlines = 0
 
     def append(self, text: str) -> None:
         self.chars += len(text)
         self.newlines += text.count("\n")
-        if self.limit is None or self._head_chars + len(text) <= self.limit // 2:
+        if not self._over:
             self._head.append(text)
             self._head_chars += len(text)
+            if self.limit is not None and self._head_chars > self.limit:
+                self._shrink()
             return
-        room = self.limit // 2 - self._head_chars
-        if room > 0:
-            self._head.append(text[:room])
-            self._head_chars += room
-            text = text[room:]
         self._tail.append(text)
         self._tail_chars += len(text)
-        half = self.limit - self.limit // 2
-        while self._tail_chars > half:
+        self._trim_tail()
+
+    def _shrink(self) -> None:
+        """Past the limit: keep ``keep`` characters at each end, drop the middle.
+
+        Built from the pieces at each end, never by joining everything: at its peak the
+        capture holds the limit and little more.
+        """
+        self._over = True
+        pieces = deque(self._head)
+        head: list[str] = []
+        taken = 0
+        while pieces and taken < self.keep:
+            piece = pieces.popleft()
+            take = piece[: self.keep - taken]
+            head.append(take)
+            taken += len(take)
+            if len(take) < len(piece):
+                pieces.appendleft(piece[len(take) :])
+        self._head, self._head_chars = head, taken
+        self._tail = pieces
+        self._tail_chars = sum(map(len, pieces))
+        self._trim_tail()
+
+    def _trim_tail(self) -> None:
+        while self._tail_chars > self.keep:
             first = self._tail[0]
-            excess = self._tail_chars - half
-            cut = first[:excess] if excess < len(first) else first
+            excess = self._tail_chars - self.keep
+            cut = first[:excess]
             self.dropped_chars += len(cut)
             self.dropped_newlines += cut.count("\n")
+            self._mid_line = not cut.endswith("\n")
             self._tail_chars -= len(cut)
             if excess < len(first):
                 self._tail[0] = first[excess:]
@@ -65,17 +91,26 @@ class Capture:
         return self.dropped_chars > 0
 
     def text(self, log_path: str | None = None) -> str:
-        """All of it, or head + a notice + tail when the limit was passed."""
+        """All of it, or head + a notice + tail when the limit was passed (built in one join)."""
         if not self.truncated:
-            return "".join(self._head) + "".join(self._tail)
-        head = "".join(self._head)
-        tail = "".join(self._tail)
+            return "".join([*self._head, *self._tail])
         lines, chars = self.dropped_newlines, self.dropped_chars
-        cut = tail.find("\n")
-        if 0 <= cut < len(tail) - 1:  # start the tail on a whole line
-            lines, chars, tail = lines + 1, chars + cut + 1, tail[cut + 1 :]
-        sep = "" if head.endswith("\n") or not head else "\n"
-        return f"{head}{sep}{notice(lines, chars, log_path)}\n{tail}"
+        tail = list(self._tail)
+        while self._mid_line and tail:  # start the tail on a whole line
+            cut = tail[0].find("\n")
+            if cut < 0:
+                chars += len(tail.pop(0))
+                continue
+            lines, chars, tail[0] = lines + 1, chars + cut + 1, tail[0][cut + 1 :]
+            break
+        ends_line = not self._head or self._head[-1].endswith("\n")
+        middle = ("" if ends_line else "\n") + notice(lines, chars, log_path) + "\n"
+        return "".join([*self._head, middle, *tail])
+
+    def release(self) -> None:
+        """Drop the pieces (once their text has been taken): memory goes back at once."""
+        self._head.clear()
+        self._tail.clear()
 
 
 def notice(lines: int, chars: int, log_path: str | None) -> str:

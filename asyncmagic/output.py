@@ -137,29 +137,33 @@ class HeadTail:
     def _to_tail(self, stream: str, text: str) -> None:
         if not text:
             return
+        lines = text.count("\n")
         self._tail.append((stream, text))
-        self._tail_lines += text.count("\n")
+        self._tail_lines += lines
         self._tail_chars += len(text)
+        # Drop whole pieces while that is enough, then cut the first piece once.
         while self._tail and (self._tail_lines > self.tail_lines or self._tail_chars > self.max_chars):
             old_stream, old = self._tail[0]
-            cut = self._line_cut(old)
-            dropped, kept = old[:cut], old[cut:]
-            self.hidden_lines += dropped.count("\n")
-            self.hidden_chars += len(dropped)
-            self._tail_lines -= dropped.count("\n")
-            self._tail_chars -= len(dropped)
-            if kept:
-                self._tail[0] = (old_stream, kept)
-            else:
+            old_lines = old.count("\n")
+            excess_lines = self._tail_lines - self.tail_lines
+            excess_chars = self._tail_chars - self.max_chars
+            if (excess_lines >= old_lines and excess_lines > 0) or excess_chars >= len(old):
                 self._tail.popleft()
+                self._hide(old, old_lines)
+                continue
+            cut = 0
+            for _ in range(max(excess_lines, 0)):
+                cut = old.index("\n", cut) + 1
+            cut = max(cut, excess_chars)
+            self._tail[0] = (old_stream, old[cut:])
+            self._hide(old[:cut], old[:cut].count("\n"))
+            break
 
-    def _line_cut(self, text: str) -> int:
-        """How much of the oldest tail piece to drop: one line, or what is over the char cap."""
-        nl = text.find("\n")
-        over = self._tail_chars - self.max_chars
-        if over > 0 and (nl < 0 or nl + 1 < over):
-            return min(over, len(text))
-        return nl + 1 if nl >= 0 else len(text)
+    def _hide(self, text: str, lines: int) -> None:
+        self.hidden_lines += lines
+        self.hidden_chars += len(text)
+        self._tail_lines -= lines
+        self._tail_chars -= len(text)
 
 
 class LiveOutput:

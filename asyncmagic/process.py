@@ -148,11 +148,15 @@ class Process:
     @property
     def stdout(self) -> str:
         """Standard output received so far (head and tail past the capture limit)."""
+        if self._finished.done():
+            return self._finished.result().stdout
         return self._pump.captured[1].text(self._pump.spill.path)
 
     @property
     def stderr(self) -> str:
         """Standard error received so far (head and tail past the capture limit)."""
+        if self._finished.done():
+            return self._finished.result().stderr
         return self._pump.captured[2].text(self._pump.spill.path)
 
     def log_path(self) -> str:
@@ -264,11 +268,14 @@ class Process:
         if any(c.truncated for c in pump.captured.values()):
             pump.spill.materialize()
         pump.spill.close()
+        stdout, stderr = (pump.captured[fd].text(pump.spill.path) for fd in (1, 2))
+        for capture in pump.captured.values():
+            capture.release()
         return Result(
             command=self.command,
             returncode=returncode,
-            stdout=self.stdout,
-            stderr=self.stderr,
+            stdout=stdout,
+            stderr=stderr,
             log_path=pump.spill.path,
             started_at=self.started_at,
             finished_at=_now(),
