@@ -211,7 +211,9 @@ def test_invalid_and_split_utf8(kernel: Kernel):
 
 
 def test_megabyte_line_arrives_whole(kernel: Kernel):
-    ex = kernel.run("%arun -r _big head -c 1048576 /dev/zero | tr '\\0' x\nprint(_big.stdout == 'x' * 1048576)")
+    ex = kernel.run(
+        "%arun -r _big head -c 1048576 /dev/zero | tr '\\0' x\nprint(_big.stdout == 'x' * 1048576)"
+    )
     assert ex.stdout.endswith("True\n")
     # On screen: its head and its tail, and a notice between them.
     assert ex.stdout == "x" * 256_000 + "x" * 256_000 + "True\n"
