@@ -147,6 +147,7 @@ class Spill:
         self.size = 0
         self._memory: list[bytes] = []
         self._file: BinaryIO | None = None
+        self._closed = False
         self.path: str | None = None
 
     def write(self, data: bytes) -> None:
@@ -167,9 +168,14 @@ class Spill:
             self._file = open(self.path, "wb")
             self._file.writelines(self._memory)
             self._memory = []
+            if self._closed:
+                self._file.close()
+                self._file = None
         return self.path
 
     def close(self) -> None:
+        """No more output: close the log (a later :meth:`materialize` writes and closes at once)."""
+        self._closed = True
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -8,16 +8,21 @@ process tree, stores the captures in the user's variables, and applies the error
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from IPython import get_ipython
 from IPython.core.error import UsageError
+from IPython.display import DisplayHandle, display
 
 from .options import RunSettings
 from .output import LiveOutput
 from .process import OutputCallback
-from .result import CommandError, Ended, Result
+from .result import CommandError, Ended, Result, format_seconds
+from .splitview import SplitView
 
 
 class Runner(Protocol):
@@ -47,6 +52,7 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
         raise UsageError(f"cannot start {exc.filename}: no such file or directory") from None
     except PermissionError as exc:
         raise UsageError(f"cannot start {exc.filename}: permission denied") from None
+    indicator = Elapsed(runner) if live is not None and _in_notebook() else None
     try:
         try:
             result = await runner.wait()
@@ -55,16 +61,68 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
     finally:
         if live is not None:
             await live.aclose(runner.log_path)
+    if indicator is not None:
+        indicator.finish(result)
     store(result, run, namespace)
     report(result, run)
     return result
 
 
-def live_output(run: RunSettings) -> LiveOutput | None:
+def live_output(run: RunSettings) -> LiveOutput | SplitView | None:
     """Where a run's output is shown, as its options say; None for ``--quiet``."""
     if run.quiet:
         return None
+    if run.split:
+        return SplitView(max_lines=run.max_lines)
     return LiveOutput(max_lines=run.max_lines, label=run.label)
+
+
+class Elapsed:
+    """A status line for a command running longer than a second: elapsed time, then the end.
+
+    Shown only after :data:`ELAPSED_AFTER`, so quick commands leave no trace; updated once a
+    second; replaced by the final status (``exit 0 · 3.2 s``) when the command ends.
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._context = contextvars.copy_context()
+        self._handle: DisplayHandle | None = None
+        self._started = time.monotonic()
+        self._task = asyncio.ensure_future(self._tick())
+
+    async def _tick(self) -> None:
+        await asyncio.sleep(ELAPSED_AFTER)
+        self._handle = self._context.run(display, _Line(self._text()), display_id=True)
+        while True:
+            await asyncio.sleep(1.0)
+            self._context.run(self._handle.update, _Line(self._text()))
+
+    def _text(self) -> str:
+        pid = getattr(self._runner, "pid", None)
+        return f"running · pid {pid} · {format_seconds(time.monotonic() - self._started)}"
+
+    def finish(self, result: Result) -> None:
+        self._task.cancel()
+        if self._handle is not None:
+            self._context.run(
+                self._handle.update, _Line(f"{result.describe()} · {format_seconds(result.duration)}")
+            )
+
+
+ELAPSED_AFTER = 1.0
+
+
+class _Line:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _in_notebook() -> bool:
+    return hasattr(get_ipython(), "kernel")
 
 
 def store(result: Result, run: RunSettings, namespace: dict[str, Any]) -> None:

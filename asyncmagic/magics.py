@@ -8,9 +8,12 @@ loop stays free. Both build the same coroutine.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Coroutine
+from datetime import datetime, timezone
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -24,10 +27,11 @@ from .background import Background
 from .foreground import Launch, run_for_cell
 from .jobs import Job
 from .options import RunSettings, parse, run_options, settings, split_command
+from .parallel import ParallelError, run_parallel
 from .pipeline import Pipeline, start_pipeline
 from .pipesyntax import PipelineSpec
 from .process import OutputCallback, Process, default_shell, start
-from .result import CommandError
+from .result import CommandError, Result
 from .status import JobsView, status_text
 
 
@@ -135,8 +139,37 @@ class AsyncMagics(Magics):
         return await self._arun(command, run, value=value)
 
     async def _arun(self, command: str, run: RunSettings, *, value: bool) -> Any:
+        if run.parallel:
+            return await self._arun_parallel(command, run, value=value)
         result = await run_for_cell(self._command_launcher(command, run), run, self.shell.user_ns)
         return result if value else None
+
+    async def _arun_parallel(self, cell: str, run: RunSettings, *, value: bool) -> Any:
+        lines = [line.strip() for line in cell.splitlines() if line.strip()]
+        if not lines:
+            raise UsageError("--parallel needs commands: one per line of the cell")
+
+        def start_one(command: str, on_output: OutputCallback | None) -> Awaitable[Process]:
+            return self._command_launcher(command, run)(on_output)
+
+        started_at = datetime.now(timezone.utc)
+        try:
+            results = await run_parallel(lines, run, start_one)
+        except asyncio.CancelledError:
+            raise CommandError(_interrupted(" & ".join(lines), started_at)) from None
+        namespace = self.shell.user_ns
+        if run.out:
+            namespace[run.out] = "".join(r.stdout for r in results)
+        if run.err:
+            namespace[run.err] = "".join(r.stderr for r in results)
+        if run.result:
+            namespace[run.result] = results
+        if any(not r.ok for r in results):
+            error = ParallelError(results)
+            if run.raise_on_error:
+                raise error
+            print(error, file=sys.stderr)
+        return results if value else None
 
     def _start_job(self, command: str, run: RunSettings) -> Job:
         return self.background.start(command, self._command_launcher(command, run), run, self.shell.user_ns)
@@ -163,6 +196,7 @@ class AsyncMagics(Magics):
                 grace=run.grace,
                 input=run.input,
                 stdin="pipe" if run.interactive else None,
+                pty=run.pty,
                 cwd=run.cwd,
                 env=run.env,
                 on_output=on_output,
@@ -205,8 +239,13 @@ class AsyncMagics(Magics):
     def _apipe_args(self, line: str) -> tuple[PipelineSpec, RunSettings, bool]:
         options, text = split_command(line, self.apipe.parser)
         args = parse(self.apipe.parser, options)
-        if args.interactive:
-            raise UsageError("%apipe has no --interactive: a pipeline's stdin is its first stage's input")
+        for flag, why in (
+            ("interactive", "a pipeline's stdin is its first stage's input"),
+            ("pty", "each stage writes to the next one's pipe"),
+            ("parallel", "run several pipelines with --bg"),
+        ):
+            if getattr(args, flag):
+                raise UsageError(f"%apipe has no --{flag}: {why}")
         run = self._settings(args)
         try:
             spec = pipesyntax.parse(text, self.shell.user_ns)
@@ -294,6 +333,19 @@ def _pipeline_launcher(spec: PipelineSpec, run: RunSettings) -> Launch:
         )
 
     return launch
+
+
+def _interrupted(command: str, started_at: datetime) -> Result:
+    """The Result an interrupted ``--parallel`` cell raises with (each command's is in the summary)."""
+    return Result(
+        command=command,
+        returncode=-signal.SIGINT,
+        stdout="",
+        stderr="",
+        started_at=started_at,
+        finished_at=datetime.now(timezone.utc),
+        ended="interrupted",
+    )
 
 
 async def _started(job: Job) -> None:

@@ -63,6 +63,16 @@ def run_options(func: F) -> F:
             default=[],
             help="Set an environment variable for the command (repeatable).",
         ),
+        argument_group("Parallel"),
+        argument(
+            "--parallel",
+            action="store_true",
+            help="%%arun only: run each non-empty line of the cell as its own command, at most -j at "
+            "once, and end with a summary table. -r NAME stores the list of Results.",
+        ),
+        argument(
+            "-j", "--jobs", type=int, metavar="N", help="With --parallel: at most N at once (default: CPUs)."
+        ),
         argument_group("Background"),
         argument(
             "--bg",
@@ -107,6 +117,18 @@ def run_options(func: F) -> F:
             "--label", action="store_true", help="Prefix every line with [out] or [err], for plain logs."
         ),
         argument(
+            "--split",
+            action="store_true",
+            help="Show stdout and stderr side by side, updated in place while the command runs "
+            "(HTML; plain text for terminals and saved notebooks).",
+        ),
+        argument(
+            "--pty",
+            action="store_true",
+            help="Run under a pseudo-terminal, so the command sees a TTY (colour, progress bars, "
+            "line buffering). stdout and stderr then arrive merged, as stdout.",
+        ),
+        argument(
             "--no-raise",
             action="store_true",
             help="Report a failure (non-zero exit, timeout) instead of raising CommandError.",
@@ -136,6 +158,10 @@ class RunSettings:
     max_lines: int = 0
     label: bool = False
     capture_limit: int | None = None
+    split: bool = False
+    pty: bool = False
+    parallel: int = 0
+    """With --parallel: how many commands at once; 0 without it."""
 
 
 def settings(
@@ -161,6 +187,14 @@ def settings(
         raise UsageError("--interactive needs --bg: its stdin is written with job.send()")
     if args.interactive and (args.input is not None or args.stdin is not None):
         raise UsageError("--interactive keeps stdin open for job.send(); drop --input/--stdin")
+    if args.jobs is not None and not args.parallel:
+        raise UsageError("-j/--jobs goes with --parallel")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"-j/--jobs must be 1 or more, not {args.jobs}")
+    if args.parallel and (args.bg or args.interactive):
+        raise UsageError("--parallel runs in the foreground: drop --bg/--interactive")
+    if args.split and args.label:
+        raise UsageError("give --split or --label, not both")
     if args.max_lines is not None and args.max_lines < 0:
         raise UsageError(f"--max-lines must be 0 (everything) or more, not {args.max_lines}")
     for name in (args.out, args.err, args.result):
@@ -182,6 +216,9 @@ def settings(
         max_lines=max_lines if args.max_lines is None else args.max_lines,
         label=args.label,
         capture_limit=capture_limit,
+        split=args.split,
+        pty=args.pty,
+        parallel=(args.jobs or os.cpu_count() or 1) if args.parallel else 0,
     )
 
 

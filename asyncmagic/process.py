@@ -108,6 +108,55 @@ class _Pump(asyncio.SubprocessProtocol):
             self._on_output(_STREAM_NAMES[fd], text)
 
 
+class _Terminal:
+    """A pseudo-terminal for ``pty=True``: the child writes to its slave end, we read the master.
+
+    Output newlines stay ``\n`` (no ``\r\n`` translation), and reading ends at EIO, which
+    is how Linux says every slave end is closed.
+    """
+
+    def __init__(self) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        self.master, self.slave = os.openpty()
+        attrs = termios.tcgetattr(self.slave)
+        attrs[1] &= ~termios.ONLCR
+        termios.tcsetattr(self.slave, termios.TCSANOW, attrs)
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, pump: _Pump) -> None:
+        os.close(self.slave)  # the child holds it now; EOF comes when it and its children close it
+        self.slave = -1
+        os.set_blocking(self.master, False)
+        self._loop, self._pump = loop, pump
+        loop.add_reader(self.master, self._ready)
+
+    def _ready(self) -> None:
+        try:
+            data = os.read(self.master, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._pump.pipe_data_received(1, data)
+        else:
+            self.close()
+            self._pump.pipe_connection_lost(1, None)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.master)
+            self._loop = None
+        for fd in (self.master, self.slave):
+            if fd >= 0:
+                os.close(fd)
+        self.master = self.slave = -1
+
+
 class Process:
     """A command started by :func:`start`; there is no public constructor.
 
@@ -236,6 +285,8 @@ class Process:
         if self._stopping is not None:
             await self._stopping
         await self._wait_eof()
+        if self._terminal is not None:
+            self._terminal.close()
         if self._stopping is not None:  # a stop requested while the output drained
             await self._stopping
         if self._feeder is not None:
@@ -300,6 +351,7 @@ async def start(
     input: InputSource | None = None,
     stdin: str | int | None = None,
     stdout: int | None = None,
+    pty: bool = False,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     on_output: OutputCallback | None = None,
@@ -313,7 +365,9 @@ async def start(
     "pipe" (write with :meth:`Process.send`) or an open file descriptor. ``stdout`` may be
     a file descriptor to write to instead of a pipe read here (a pipeline's next stage).
     ``capture_limit`` caps the characters of each stream kept in memory (head and tail are
-    kept; the whole output then goes to :meth:`Process.log_path`).
+    kept; the whole output then goes to :meth:`Process.log_path`). With ``pty`` the command
+    writes to a pseudo-terminal (so it sees a TTY: colour, progress bars, line buffering);
+    stdout and stderr are then one stream, reported as stdout.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
@@ -333,7 +387,13 @@ async def start(
     elif isinstance(stdin, int):
         stdin_arg = stdin
     loop = asyncio.get_running_loop()
-    pump = _Pump(on_output, loop, pipes=(2,) if stdout is not None else (1, 2), capture_limit=capture_limit)
+    terminal = _Terminal() if pty else None
+    pipes = (1,) if terminal else (2,) if stdout is not None else (1, 2)
+    pump = _Pump(on_output, loop, pipes=pipes, capture_limit=capture_limit)
+    out_arg: Any = asyncio.subprocess.PIPE if stdout is None else stdout
+    err_arg: Any = asyncio.subprocess.PIPE
+    if terminal is not None:
+        out_arg = err_arg = terminal.slave
     started_at = _now()
     with _sigint_default_in_children() as preexec:
         spawn = asyncio.ensure_future(
@@ -341,8 +401,8 @@ async def start(
                 lambda: pump,
                 *argv,
                 stdin=stdin_arg,
-                stdout=asyncio.subprocess.PIPE if stdout is None else stdout,
-                stderr=asyncio.subprocess.PIPE,
+                stdout=out_arg,
+                stderr=err_arg,
                 cwd=cwd,
                 env=child_env(env),
                 start_new_session=True,
@@ -360,6 +420,12 @@ async def start(
             if spawn.done() and spawn.cancelled():
                 raise
             cancelled = True
+        except BaseException:
+            if terminal is not None:
+                terminal.close()
+            raise
+    if terminal is not None:
+        terminal.start(loop, pump)
     if cancelled:
         asyncio.current_task().cancel()  # type: ignore[union-attr]
     proc = Process(_token=_TOKEN)
@@ -373,6 +439,7 @@ async def start(
     proc._ended = None
     proc._stopping = None
     proc._feed_error = None
+    proc._terminal = terminal
     proc._timer = loop.call_later(timeout, proc._on_timeout) if timeout is not None else None
     proc._feeder = asyncio.ensure_future(proc._feed(input)) if input is not None else None
     proc._finished = asyncio.ensure_future(proc._finish())

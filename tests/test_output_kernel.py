@@ -116,3 +116,86 @@ def test_a_gigabyte_grows_the_kernel_by_at_most_50_mb(kernel: Kernel, quiet: str
     assert grown <= 50, f"RSS grew {grown} MB"
     assert kernel.eval("__import__('os').path.getsize(_gb.log_path)") == 1_000_000_000 + 1_000_000_000 // 99
     kernel.run("del _gb")
+
+
+def _display(ex: Execution, mimetype: str = "text/plain") -> list[str]:
+    """The contents of each display and display update of a cell, in order."""
+    return [m["content"]["data"].get(mimetype, "") for m in ex.of_type("display_data", "update_display_data")]
+
+
+def test_split_view_in_both_mimetypes(kernel: Kernel):
+    ex = kernel.run("%%arun --split\nfor i in 1 2 3; do echo out $i; echo err $i >&2; sleep 0.1; done")
+    assert ex.streams == []  # everything goes into the view
+    final_text, final_html = _display(ex)[-1], _display(ex, "text/html")[-1]
+    assert final_text == "── stdout ──\nout 1\nout 2\nout 3\n── stderr ──\nerr 1\nerr 2\nerr 3"
+    assert final_html.count("<td") == 2 and "out 3" in final_html and "err 3" in final_html
+    assert len(ex.of_type("display_data")) == 1  # one view, updated in place
+
+
+def test_split_view_updates_while_the_command_runs(kernel: Kernel, tmp_path):
+    gate = tmp_path / "gate"
+    ex = kernel.submit(f"%%arun --split\necho first\nwhile [ ! -e {gate} ]; do sleep 0.01; done\necho second")
+    kernel.wait_until(lambda: any("first" in t for t in _display(ex)), what="a live update")
+    assert not ex.done
+    gate.touch()
+    kernel.wait_until(lambda: ex.done)
+    assert "second" in _display(ex)[-1]
+
+
+def test_pty_gives_the_child_a_terminal(kernel: Kernel):
+    code = "import sys; print(sys.stdin.isatty(), sys.stdout.isatty(), sys.stderr.isatty())"
+    assert kernel.run(f"%arun --pty {PY} -c '{code}'").stdout == "False True True\n"
+    assert kernel.run(f"%arun {PY} -c '{code}'").stdout == "False False False\n"
+    ex = kernel.run("%arun --pty -r _p sh -c 'echo to-err >&2'")
+    assert ex.stdout == "to-err\n" and kernel.eval("_p.stderr") == ""
+
+
+def test_parallel_runs_lines_together_and_sums_up(kernel: Kernel):
+    ex = kernel.run("%%arun --parallel -r _rs\nsleep 1; echo one\nsleep 1; echo two >&2\nsleep 1; echo three")
+    assert ex.idle_at - ex.started < 2.0 + 1.0  # the three 1 s sleeps overlap (cell overhead allowed)
+    assert "[sleep 1; echo one] one\n" in ex.stdout and "[sleep 1; echo three] three\n" in ex.stdout
+    assert "[sleep 1; echo two >&2] two\n" in ex.stderr
+    summary = _display(ex)[-1]
+    assert summary.startswith("3 commands, 0 failed") and summary.count(" ok ") == 3
+    assert "<table>" in _display(ex, "text/html")[-1]
+    assert kernel.eval("[r.ok for r in _rs]") == [True, True, True]
+
+
+def test_parallel_limits_concurrency_and_raises_once(kernel: Kernel, tmp_path):
+    log = tmp_path / "log"
+    lines = "\n".join(f"echo start >> {log}; sleep 0.3; echo end >> {log}" for _ in range(4))
+    kernel.run(f"%%arun --parallel -j 2 -q\n{lines}")
+    events = log.read_text().split()
+    running = peak = 0
+    for e in events:
+        running += 1 if e == "start" else -1
+        peak = max(peak, running)
+    assert peak <= 2 and len(events) == 8
+    ex = kernel.execute("%%arun --parallel\nexit 3\ntrue\nfalse")
+    assert ex.error["ename"] == "ParallelError" and ex.error["evalue"].startswith("2 of 3 commands failed")
+    assert len(ex.error["traceback"]) == 1
+
+
+def test_parallel_timeout_applies_to_each_command(kernel: Kernel):
+    ex = kernel.execute("%%arun --parallel -t 0.5 -r _rs\nsleep 5\necho quick")
+    assert "1 of 2 commands failed" in ex.error["evalue"]
+    assert kernel.eval("[r.ended for r in _rs]") == ["timeout", "exit"]
+
+
+def test_parallel_interrupt_ends_every_command(kernel: Kernel, marker: str):
+    from kernel import processes_with, sleeping
+
+    ex = kernel.execute(
+        f"%%arun --parallel\nsleep {marker}\nsleep {marker}",
+        interrupt_when=lambda ex: len(sleeping(marker)) == 2,
+    )
+    assert "interrupted" in ex.error["evalue"]
+    assert processes_with(marker) == []
+
+
+def test_elapsed_indicator_for_commands_over_a_second(kernel: Kernel):
+    quick = kernel.run("%arun echo quick")
+    assert quick.of_type("display_data") == []
+    ex = kernel.run("%arun sleep 1.3; echo slow")
+    shown = _display(ex)
+    assert shown[0].startswith("running · pid ") and shown[-1].startswith("exit 0 · 1.")

@@ -1,0 +1,114 @@
+"""``%%arun --parallel``: each line of the cell its own command, a few at once, then a summary.
+
+The seed's ``execute_many``, done right: at most ``-j`` commands run together, each line of
+output is labelled with its command, an interrupt ends every one of them, and the cell ends
+with a table (command, status, exit code, duration, bytes of output) and raises once if any
+failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from IPython.display import display
+
+from .foreground import live_output
+from .options import RunSettings
+from .output import LineLabels
+from .process import OutputCallback, Process
+from .result import CommandError, Result, format_seconds
+
+Starter = Callable[[str, OutputCallback | None], Any]
+"""Starts one command: ``starter(command, on_output)`` returns an awaitable Process."""
+
+
+class ParallelError(CommandError):
+    """Some of the parallel commands failed; ``results`` holds every Result, in line order."""
+
+    def __init__(self, results: Sequence[Result]) -> None:
+        failed = [r for r in results if not r.ok]
+        super().__init__(failed[0])
+        self.results = list(results)
+        self.failed = failed
+        names = ", ".join(f"{_short(r.command, 30)}: {r.describe()}" for r in failed[:3])
+        more = f", and {len(failed) - 3} more" if len(failed) > 3 else ""
+        self.args = (f"{len(failed)} of {len(results)} commands failed: {names}{more}",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+async def run_parallel(lines: Sequence[str], run: RunSettings, start: Starter) -> list[Result]:
+    """Run each of ``lines`` with ``start``, at most ``run.parallel`` at once; Results in line order."""
+    live = live_output(run)
+    gate = asyncio.Semaphore(run.parallel)
+    procs: dict[int, Process] = {}
+
+    async def one(index: int, command: str) -> Result:
+        async with gate:
+            sink = None
+            if live is not None:
+                label = f"[{_short(command, 30)}] "
+                sink = LineLabels(live, {"stdout": label, "stderr": label})
+            procs[index] = await start(command, sink)
+            return await procs[index].wait()
+
+    tasks = [asyncio.ensure_future(one(i, line)) for i, line in enumerate(lines)]
+    try:
+        results = await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        stopped = await asyncio.gather(*(proc.interrupt() for proc in procs.values()))
+        if live is not None:
+            await live.aclose()
+        display(Summary(stopped))
+        raise
+    if live is not None:
+        await live.aclose()
+    display(Summary(results))
+    return list(results)
+
+
+def _short(command: str, width: int) -> str:
+    command = " ".join(command.split())
+    return command if len(command) <= width else command[: width - 1] + "…"
+
+
+class Summary:
+    """The table that ends a ``--parallel`` cell, as HTML and as text."""
+
+    COLUMNS = ("command", "status", "exit", "duration", "bytes out")
+
+    def __init__(self, results: Sequence[Result]) -> None:
+        self.rows = [
+            (
+                _short(r.command, 60),
+                "ok" if r.ok else r.describe(),
+                str(r.returncode),
+                format_seconds(r.duration),
+                f"{len((r.stdout + r.stderr).encode()):,}",
+            )
+            for r in results
+        ]
+        failed = sum(row[1] != "ok" for row in self.rows)
+        self.title = f"{len(self.rows)} commands, {failed} failed"
+
+    def __repr__(self) -> str:
+        rows = [self.COLUMNS, *self.rows]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self.COLUMNS))]
+        table = "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        )
+        return f"{self.title}\n{table}"
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in self.COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows
+        )
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return f"<p>{html.escape(self.title)}</p>{table}"

@@ -1,0 +1,135 @@
+"""``--split``: stdout and stderr side by side, in one display updated in place.
+
+While the command runs the two columns show the latest lines of each stream; at the end
+they show each stream's head and tail (with a notice when lines were left out). HTML for
+notebooks, and a ``text/plain`` rendering (stdout, then stderr, under a heading each) for
+terminals, plain frontends and saved notebooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import html
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+
+from IPython import get_ipython
+from IPython.display import DisplayHandle, display
+
+from .capture import notice
+from .output import GOVERNOR, MESSAGE_OVERHEAD, Governor, HeadTail
+
+UPDATE_EVERY = 0.25
+"""Seconds between two updates of the view while the command runs."""
+
+LIVE_LINES = 40
+"""Lines of each stream the view shows while the command runs."""
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class SplitContent:
+    """One rendering of the two columns, for IPython's display machinery."""
+
+    def __init__(self, stdout: str, stderr: str) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self) -> str:
+        return f"── stdout ──\n{_ends_line(self.stdout)}── stderr ──\n{_ends_line(self.stderr)}".rstrip("\n")
+
+    def _repr_html_(self) -> str:
+        def column(title: str, text: str, colour: str) -> str:
+            body = html.escape(_ANSI.sub("", text))
+            return (
+                f'<td style="vertical-align:top;width:50%;padding:0 6px">'
+                f'<div style="font-weight:bold;color:{colour}">{title}</div>'
+                f'<pre style="margin:0;white-space:pre-wrap;word-break:break-all">{body}</pre></td>'
+            )
+
+        return (
+            '<table class="asyncmagic-split" style="width:100%;table-layout:fixed"><tr>'
+            + column("stdout", self.stdout, "inherit")
+            + column("stderr", self.stderr, "#c33")
+            + "</tr></table>"
+        )
+
+
+def _ends_line(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+class SplitView:
+    """The output sink for ``--split``: call it as ``view(stream, text)``, then ``await aclose()``."""
+
+    def __init__(self, *, max_lines: int = 0, governor: Governor = GOVERNOR) -> None:
+        self._context = contextvars.copy_context()
+        self._governor = governor
+        self._limits = {name: HeadTail(max_lines) for name in ("stdout", "stderr")}
+        self._head = {name: [] for name in ("stdout", "stderr")}
+        self._recent: dict[str, deque[str]] = {
+            name: deque(maxlen=LIVE_LINES) for name in ("stdout", "stderr")
+        }
+        self._partial = {"stdout": "", "stderr": ""}
+        self._live = hasattr(get_ipython(), "kernel")  # a terminal cannot update in place
+        self._handle: DisplayHandle | None = None
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        if self._live:
+            self._handle = self._context.run(display, SplitContent("", ""), display_id=True)
+
+    def __call__(self, stream: str, text: str) -> None:
+        shown = self._limits[stream].admit(stream, text)
+        if shown:
+            self._head[stream].append(shown)
+        lines = (self._partial[stream] + text).split("\n")
+        self._partial[stream] = lines.pop()
+        self._recent[stream].extend(line + "\n" for line in lines)
+        if self._live and self._timer is None:
+            wait = max(self._last + UPDATE_EVERY - time.monotonic(), 0)
+            self._timer = asyncio.get_running_loop().call_later(wait, self._update)
+
+    async def aclose(self, log_path: Callable[[], str] | None = None) -> None:
+        """Show the final view: each stream's head, a notice if lines were left out, its tail."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        columns = {}
+        for name, limit in self._limits.items():
+            text = "".join(self._head[name])
+            if limit.hidden_lines or limit.hidden_chars:
+                path = log_path() if log_path is not None else None
+                text = _ends_line(text) + notice(limit.hidden_lines, limit.hidden_chars, path) + "\n"
+            text += "".join(t for _, t in limit.finish())
+            columns[name] = text
+        content = SplitContent(columns["stdout"], columns["stderr"])
+        while (wait := self._governor.delay(self._cost(content), 1)) > 0:
+            await asyncio.sleep(wait)
+        self._send(content, final=True)
+
+    def _update(self) -> None:
+        self._timer = None
+        content = SplitContent(
+            "".join(self._recent["stdout"]) + self._partial["stdout"],
+            "".join(self._recent["stderr"]) + self._partial["stderr"],
+        )
+        wait = self._governor.delay(self._cost(content), 1)
+        if wait > 0:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._update)
+            return
+        self._send(content)
+
+    def _send(self, content: SplitContent, final: bool = False) -> None:
+        self._governor.record(self._cost(content), 1)
+        self._last = time.monotonic()
+        if self._handle is not None:
+            self._context.run(self._handle.update, content)
+        elif final:
+            self._context.run(display, content)
+
+    @staticmethod
+    def _cost(content: SplitContent) -> int:
+        return 2 * (len(content.stdout) + len(content.stderr)) + 600 + MESSAGE_OVERHEAD
