@@ -15,6 +15,9 @@ import tempfile
 from collections import deque
 from typing import BinaryIO
 
+JOIN_EVERY = 4 << 20
+"""Characters of small pieces a :class:`Capture` gathers before joining them into one block."""
+
 SPILL_AFTER = 1 << 20
 """Raw bytes kept in memory before they move to a log file."""
 
@@ -26,29 +29,43 @@ class Capture:
     def __init__(self, limit: int | None = None, keep: int = 1_000_000) -> None:
         self.limit = limit
         self.keep = keep if limit is None else min(keep, limit // 2)
-        self.chars = 0
-        self.newlines = 0
         self._head: list[str] = []
         self._head_chars = 0
         self._tail: deque[str] = deque()
         self._tail_chars = 0
         self._over = False
         self._mid_line = False
+        self._unjoined = 0
+        self._joined_pieces = 0
         self.dropped_chars = 0
         self.dropped_newlines = 0
 
     def append(self, text: str) -> None:
-        self.chars += len(text)
-        self.newlines += text.count("\n")
         if not self._over:
             self._head.append(text)
             self._head_chars += len(text)
+            self._unjoined += len(text)
             if self.limit is not None and self._head_chars > self.limit:
                 self._shrink()
+            elif self._unjoined >= JOIN_EVERY:
+                self._join_recent()
             return
         self._tail.append(text)
         self._tail_chars += len(text)
         self._trim_tail()
+
+    def _join_recent(self) -> None:
+        """Join the pieces added since the last join into one block.
+
+        Reads arrive in pieces of up to 256 KiB, freed and reused by the allocator as
+        they come; kept as they are, they pin a fragmented heap of about twice their size.
+        One block of a few MB is mapped on its own and given back whole when dropped.
+        """
+        recent = self._head[self._joined_pieces :]
+        del self._head[self._joined_pieces :]
+        self._head.append("".join(recent))
+        self._joined_pieces = len(self._head)
+        self._unjoined = 0
 
     def _shrink(self) -> None:
         """Past the limit: keep ``keep`` characters at each end, drop the middle.
@@ -73,30 +90,29 @@ class Capture:
         self._trim_tail()
 
     def _trim_tail(self) -> None:
-        while self._tail_chars > self.keep:
-            first = self._tail[0]
-            excess = self._tail_chars - self.keep
-            cut = first[:excess]
-            self.dropped_chars += len(cut)
-            self.dropped_newlines += cut.count("\n")
-            self._mid_line = not cut.endswith("\n")
-            self._tail_chars -= len(cut)
-            if excess < len(first):
-                self._tail[0] = first[excess:]
-            else:
-                self._tail.popleft()
+        """Drop whole pieces that fall out of the tail; the first kept one is cut in :meth:`text`."""
+        while len(self._tail) > 1 and self._tail_chars - len(self._tail[0]) >= self.keep:
+            old = self._tail.popleft()
+            self._tail_chars -= len(old)
+            self.dropped_chars += len(old)
+            self.dropped_newlines += old.count("\n")
+            self._mid_line = not old.endswith("\n")
 
     @property
     def truncated(self) -> bool:
-        return self.dropped_chars > 0
+        return self.dropped_chars > 0 or self._tail_chars > self.keep
 
     def text(self, log_path: str | None = None) -> str:
         """All of it, or head + a notice + tail when the limit was passed (built in one join)."""
         if not self.truncated:
             return "".join([*self._head, *self._tail])
-        lines, chars = self.dropped_newlines, self.dropped_chars
+        lines, chars, mid_line = self.dropped_newlines, self.dropped_chars, self._mid_line
         tail = list(self._tail)
-        while self._mid_line and tail:  # start the tail on a whole line
+        excess = self._tail_chars - self.keep
+        if excess > 0:
+            cut, tail[0] = tail[0][:excess], tail[0][excess:]
+            lines, chars, mid_line = lines + cut.count("\n"), chars + len(cut), not cut.endswith("\n")
+        while mid_line and tail:  # start the tail on a whole line
             cut = tail[0].find("\n")
             if cut < 0:
                 chars += len(tail.pop(0))

@@ -95,7 +95,7 @@ class HeadTail:
         self._lines = 0
         self._chars = 0
         self.in_tail = False
-        self._tail: deque[tuple[str, str]] = deque()
+        self._tail: deque[tuple[str, str, int]] = deque()
         self._tail_lines = 0
         self._tail_chars = 0
         self.hidden_lines = 0
@@ -118,8 +118,18 @@ class HeadTail:
         return text[:cut]
 
     def finish(self) -> list[tuple[str, str]]:
-        """What to show at the end: the notice (if anything was hidden) and the tail."""
-        return list(self._tail)
+        """What to show at the end: the tail, cut to size (call once, before reading ``hidden_*``)."""
+        excess_lines = self._tail_lines - self.tail_lines
+        excess_chars = self._tail_chars - self.max_chars
+        if self._tail and (excess_lines > 0 or excess_chars > 0):
+            stream, old, old_lines = self._tail[0]
+            cut = 0
+            for _ in range(max(excess_lines, 0)):
+                cut = old.index("\n", cut) + 1
+            cut = max(cut, excess_chars)
+            self._tail[0] = (stream, old[cut:], old_lines - old[:cut].count("\n"))
+            self._hide(old[:cut], old_lines - self._tail[0][2])
+        return [(stream, text) for stream, text, _ in self._tail]
 
     def _head_room(self, text: str) -> int:
         room = self.max_chars - self._chars
@@ -135,29 +145,23 @@ class HeadTail:
         return max(min(end, room), 0)
 
     def _to_tail(self, stream: str, text: str) -> None:
+        """Keep the newest pieces: whole pieces are dropped as they fall out of the tail, and
+        each piece's newlines are counted once; the first piece is cut in :meth:`finish`."""
         if not text:
             return
         lines = text.count("\n")
-        self._tail.append((stream, text))
+        self._tail.append((stream, text, lines))
         self._tail_lines += lines
         self._tail_chars += len(text)
-        # Drop whole pieces while that is enough, then cut the first piece once.
-        while self._tail and (self._tail_lines > self.tail_lines or self._tail_chars > self.max_chars):
-            old_stream, old = self._tail[0]
-            old_lines = old.count("\n")
-            excess_lines = self._tail_lines - self.tail_lines
-            excess_chars = self._tail_chars - self.max_chars
-            if (excess_lines >= old_lines and excess_lines > 0) or excess_chars >= len(old):
-                self._tail.popleft()
-                self._hide(old, old_lines)
-                continue
-            cut = 0
-            for _ in range(max(excess_lines, 0)):
-                cut = old.index("\n", cut) + 1
-            cut = max(cut, excess_chars)
-            self._tail[0] = (old_stream, old[cut:])
-            self._hide(old[:cut], old[:cut].count("\n"))
-            break
+        while len(self._tail) > 1:
+            _, old, old_lines = self._tail[0]
+            if (
+                self._tail_lines - old_lines < self.tail_lines
+                and self._tail_chars - len(old) < self.max_chars
+            ):
+                break
+            self._tail.popleft()
+            self._hide(old, old_lines)
 
     def _hide(self, text: str, lines: int) -> None:
         self.hidden_lines += lines
@@ -217,12 +221,13 @@ class LiveOutput:
             self._timer = None
         limit = self._limit
         if limit.in_tail:
+            tail = limit.finish()
             if limit.hidden_lines or limit.hidden_chars:
                 path = log_path() if log_path is not None else None
                 text = notice(limit.hidden_lines, limit.hidden_chars, path)
                 last = self._pending[-1][1] if self._pending else "\n"
                 self._pending.append(["stderr", ("" if last.endswith("\n") else "\n") + text + "\n"])
-            for stream, text in limit.finish():
+            for stream, text in tail:
                 if self._pending and self._pending[-1][0] == stream:
                     self._pending[-1][1] += text
                 else:

@@ -100,10 +100,11 @@ class SplitView:
         columns = {}
         for name, limit in self._limits.items():
             text = "".join(self._head[name])
+            tail = "".join(t for _, t in limit.finish())
             if limit.hidden_lines or limit.hidden_chars:
                 path = log_path() if log_path is not None else None
                 text = _ends_line(text) + notice(limit.hidden_lines, limit.hidden_chars, path) + "\n"
-            text += "".join(t for _, t in limit.finish())
+            text += tail
             columns[name] = text
         content = SplitContent(columns["stdout"], columns["stderr"])
         while (wait := self._governor.delay(self._cost(content), 1)) > 0:

@@ -1,0 +1,105 @@
+"""Huge output and parallel fan-out, through a real kernel, in one run.
+
+Measures, as the frontend sees it:
+- 1 GB of output (100-character lines) through ``%%arun`` with the default display and with
+  ``--quiet``: the cell's wall time as a ratio to the same command writing to /dev/null
+  from the kernel, the growth of the kernel's peak RSS during the cell, and the iopub
+  messages and bytes the cell sent to the client;
+- the seed's five commands (its ``execute_many`` example) with ``%%arun --parallel``
+  against the same five lines run one by one by ``%%arun`` and by ``!cmd``.
+
+Run: ``make bench`` (or ``python benchmarks/bench_output.py [--rounds N]``). The machines are
+shared and noisy: read the medians and ratios, not one absolute time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from kernelbench import Kernel, median, table, timed
+
+GB = 1_000_000_000
+FLOOD = f"yes {'x' * 99} | head -c {GB}"
+
+SEED_COMMANDS = [
+    'echo "Hello, World!"',
+    "python3 --version",
+    'date "+%Y-%m-%d %H:%M:%S"',
+    "ls -la /tmp | head -5",
+    'sleep 1 && echo "After the pause"',
+]
+
+PEAK_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024"
+RESET_PEAK = "open('/proc/self/clear_refs', 'w').write('5')"
+
+
+def peak_growth(kernel: Kernel, cell: str) -> tuple[float, int, int, int]:
+    """(seconds, peak RSS growth in bytes, iopub messages, iopub bytes) of one cell."""
+    kernel.run(f"{RESET_PEAK}\n_rss0 = {PEAK_RSS}")
+    t = timed(kernel, cell)
+    grown = kernel.eval(f"{PEAK_RSS} - _rss0")
+    sent = [m for _, m in t.execution.messages if m["msg_type"] not in ("status", "execute_input")]
+    size = sum(len(json.dumps(m["content"])) for m in sent)
+    return t.seconds, grown, len(sent), size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement (median)")
+    opts = parser.parse_args()
+
+    kernel = Kernel()
+    kernel.run("%load_ext asyncmagic")
+    cells = {
+        "/dev/null": (
+            f"import subprocess\n_ = subprocess.run({FLOOD!r}, shell=True, stdout=subprocess.DEVNULL)"
+        ),
+        "%%arun": f"%%arun\n{FLOOD}",
+        "%%arun --quiet": f"%%arun --quiet\n{FLOOD}",
+    }
+    seed = "\n".join(SEED_COMMANDS)
+    fan = {
+        "%%arun --parallel": f"%%arun --parallel\n{seed}",
+        "%%arun, one by one": f"%%arun\n{seed}",
+        "!cmd, one by one": "\n".join(f"!{c}" for c in SEED_COMMANDS),
+    }
+    try:
+        flood: dict[str, list[tuple[float, int, int, int]]] = {k: [] for k in cells}
+        fanned: dict[str, list[float]] = {k: [] for k in fan}
+        for _ in range(opts.rounds):
+            for name, cell in cells.items():
+                flood[name].append(peak_growth(kernel, cell))
+            for name, cell in fan.items():
+                fanned[name].append(timed(kernel, cell).seconds)
+    finally:
+        kernel.shutdown()
+
+    base = median([r[0] for r in flood["/dev/null"]])
+    rows = [
+        ["1 GB of output", "time vs /dev/null", "kernel peak RSS growth", "iopub messages", "iopub bytes"]
+    ]
+    for name, runs in flood.items():
+        rows.append(
+            [
+                name,
+                f"{median([r[0] for r in runs]) / base:.1f}x",
+                f"{median([r[1] for r in runs]) / 2**20:.0f} MB",
+                f"{median([r[2] for r in runs]):,.0f}",
+                f"{median([r[3] for r in runs]):,.0f}",
+            ]
+        )
+    one_by_one = median(fanned["%%arun, one by one"])
+    fan_rows = [["the seed's five commands", "time vs one by one (%%arun)"]]
+    fan_rows += [[name, f"{median(t) / one_by_one:.2f}x"] for name, t in fanned.items()]
+    print(f"\nrounds: {opts.rounds}; {time.strftime('%Y-%m-%d')}")
+    print(table(rows))
+    print()
+    print(table(fan_rows))
+
+
+if __name__ == "__main__":
+    main()
