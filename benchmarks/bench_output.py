@@ -3,7 +3,7 @@
 Measures, as the frontend sees it:
 - 1 GB of output (100-character lines) through ``%%arun`` with the default display and with
   ``--quiet``: the cell's wall time as a ratio to the same command writing to /dev/null
-  from the kernel, the growth of the kernel's peak RSS during the cell, and the iopub
+  from the kernel (and to ``subprocess.run(capture_output=True)``, which holds it all), the growth of the kernel's peak RSS during the cell, and the iopub
   messages and bytes the cell sent to the client;
 - the seed's five commands (its ``execute_many`` example) with ``%%arun --parallel``
   against the same five lines run one by one by ``%%arun`` and by ``!cmd``.
@@ -57,6 +57,9 @@ def main() -> None:
     cells = {
         "/dev/null": (
             f"import subprocess\n_ = subprocess.run({FLOOD!r}, shell=True, stdout=subprocess.DEVNULL)"
+        ),
+        "subprocess.run, captured": (
+            f"import subprocess\n_ = subprocess.run({FLOOD!r}, shell=True, capture_output=True)\ndel _"
         ),
         "%%arun": f"%%arun\n{FLOOD}",
         "%%arun --quiet": f"%%arun --quiet\n{FLOOD}",
