@@ -3,8 +3,9 @@
 Measures, as the frontend sees it:
 - 1 GB of output (100-character lines) through ``%%arun`` with the default display and with
   ``--quiet``: the cell's wall time as a ratio to the same command writing to /dev/null
-  from the kernel (and to ``subprocess.run(capture_output=True)``, which holds it all), the growth of the kernel's peak RSS during the cell, and the iopub
-  messages and bytes the cell sent to the client;
+  from the kernel (and to ``subprocess.run(capture_output=True)``, which holds it all),
+  the growth of the kernel's peak RSS during the cell, and the iopub messages and bytes
+  the cell sent to the client;
 - the seed's five commands (its ``execute_many`` example) with ``%%arun --parallel``
   against the same five lines run one by one by ``%%arun`` and by ``!cmd``.
 
