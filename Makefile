@@ -26,6 +26,9 @@ test: lint  ## ruff, then every test
 
 bench: $(STAMP)  ## the benchmarks of the README's table
 	$(PY) benchmarks/bench_arun.py
+	$(PY) benchmarks/bench_output.py
+	$(PY) benchmarks/bench_jobs.py
+	$(PY) benchmarks/bench_apipe.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

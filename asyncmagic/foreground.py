@@ -45,27 +45,37 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
     :class:`CommandError` saying "interrupted", with or without ``--no-raise``: the person
     asked everything to stop.
     """
+    indicator = Elapsed() if not run.quiet and _in_notebook() else None
     live = live_output(run)
     try:
-        runner = await launch(live)
-    except FileNotFoundError as exc:
-        raise UsageError(f"cannot start {exc.filename}: no such file or directory") from None
-    except PermissionError as exc:
-        raise UsageError(f"cannot start {exc.filename}: permission denied") from None
-    indicator = Elapsed(runner) if live is not None and _in_notebook() else None
-    try:
+        runner = await _launch(launch, live)
+        if indicator is not None:
+            indicator.pid = getattr(runner, "pid", None)
         try:
             result = await runner.wait()
         except asyncio.CancelledError:
             result = await runner.interrupt()
+        finally:
+            if live is not None:
+                await live.aclose(runner.log_path)
     finally:
-        if live is not None:
-            await live.aclose(runner.log_path)
+        if indicator is not None:
+            indicator.stop()
     if indicator is not None:
         indicator.finish(result)
     store(result, run, namespace)
     report(result, run)
     return result
+
+
+async def _launch(launch: Launch, live: OutputCallback | None) -> Runner:
+    """Start, turning a missing or non-executable program into a one-line UsageError."""
+    try:
+        return await launch(live)
+    except FileNotFoundError as exc:
+        raise UsageError(f"cannot start {exc.filename}: no such file or directory") from None
+    except PermissionError as exc:
+        raise UsageError(f"cannot start {exc.filename}: permission denied") from None
 
 
 def live_output(run: RunSettings) -> LiveOutput | SplitView | None:
@@ -78,36 +88,41 @@ def live_output(run: RunSettings) -> LiveOutput | SplitView | None:
 
 
 class Elapsed:
-    """A status line for a command running longer than a second: elapsed time, then the end.
+    """A status line at the top of the cell's output: elapsed time, then how the command ended.
 
-    Shown only after :data:`ELAPSED_AFTER`, so quick commands leave no trace; updated once a
-    second; replaced by the final status (``exit 0 · 3.2 s``) when the command ends.
+    Jupyter appends outputs, so the line is placed before any output, empty (an empty text
+    renders with no height); it shows ``running · pid 42 · 3 s`` only once the command has
+    run for :data:`ELAPSED_AFTER`, so quick commands leave no visible trace, is updated once
+    a second, and ends as the final status (``exit 0 · 3.2 s``).
     """
 
-    def __init__(self, runner: Runner) -> None:
-        self._runner = runner
+    def __init__(self) -> None:
+        self.pid: int | None = None
         self._context = contextvars.copy_context()
-        self._handle: DisplayHandle | None = None
         self._started = time.monotonic()
+        self._shown = False
+        self._handle: DisplayHandle = self._context.run(display, _Line(""), display_id=True)
         self._task = asyncio.ensure_future(self._tick())
 
     async def _tick(self) -> None:
         await asyncio.sleep(ELAPSED_AFTER)
-        self._handle = self._context.run(display, _Line(self._text()), display_id=True)
+        self._shown = True
         while True:
+            pid = f" · pid {self.pid}" if self.pid is not None else ""
+            self._update(f"running{pid} · {format_seconds(time.monotonic() - self._started)}")
             await asyncio.sleep(1.0)
-            self._context.run(self._handle.update, _Line(self._text()))
 
-    def _text(self) -> str:
-        pid = getattr(self._runner, "pid", None)
-        return f"running · pid {pid} · {format_seconds(time.monotonic() - self._started)}"
+    def _update(self, text: str) -> None:
+        self._context.run(self._handle.update, _Line(text))
+
+    def stop(self) -> None:
+        self._task.cancel()
 
     def finish(self, result: Result) -> None:
-        self._task.cancel()
-        if self._handle is not None:
-            self._context.run(
-                self._handle.update, _Line(f"{result.describe()} · {format_seconds(result.duration)}")
-            )
+        """Show the final status, if the running line was ever shown."""
+        self.stop()
+        if self._shown:
+            self._update(f"{result.describe()} · {format_seconds(result.duration)}")
 
 
 ELAPSED_AFTER = 1.0

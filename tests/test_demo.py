@@ -27,8 +27,8 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         for out in cell.outputs:
             if out.output_type == "stream":
                 parts.append(("ERR:" if out.name == "stderr" else "") + out.text)
-            elif out.output_type in ("execute_result", "display_data"):
-                parts.append(out.data.get("text/plain", "") + "\n")
+            elif out.output_type in ("execute_result", "display_data") and out.data.get("text/plain"):
+                parts.append(out.data["text/plain"] + "\n")
             elif out.output_type == "error":
                 parts.append("ERROR:" + "\n".join(out.traceback))
         texts[cell.source] = "".join(parts)

@@ -1,0 +1,88 @@
+"""What a person sees in JupyterLab: streaming, stderr, jobs, interrupt, --split, progress bars.
+
+Each test writes a notebook, opens it in a real JupyterLab in headless Chromium, runs its
+cells with Shift+Enter and reads the rendered page. Screenshots: build/browser/<test>.png.
+"""
+
+from __future__ import annotations
+
+import re
+
+from labpage import STDERR, STDOUT, Notebook, running, text
+from playwright.sync_api import expect
+
+LOAD = "%load_ext asyncmagic"
+
+
+def test_output_streams_while_the_command_runs(lab, page):
+    nb = Notebook(
+        page,
+        lab.notebook(
+            "streaming.ipynb", LOAD, '%%arun\nfor i in 1 2 3 4 5 6; do echo "line $i"; sleep 1; done'
+        ),
+    )
+    nb.run_and_wait(0)
+    cell = nb.run(1)
+    out = cell.locator(STDOUT)
+    expect(out).to_contain_text("line 2")
+    running(cell)  # early lines are on the page while the command still runs
+    assert "line 6" not in text(out)
+    expect(out).to_contain_text("line 6")
+    nb.wait_done(1)
+    assert text(out).split() == [w for i in range(1, 7) for w in ("line", str(i))]
+
+
+def test_stderr_renders_as_stderr(lab, page):
+    nb = Notebook(
+        page, lab.notebook("stderr.ipynb", LOAD, "%%arun\necho to-out\necho to-err >&2\necho out-again")
+    )
+    nb.run_and_wait(0)
+    cell = nb.run_and_wait(1)
+    expect(cell.locator(STDERR)).to_have_text("to-err")
+    assert "to-err" not in text(cell.locator(STDOUT))
+    assert "to-out" in text(cell.locator(STDOUT)) and "out-again" in text(cell.locator(STDOUT))
+
+
+def test_a_background_job_streams_into_its_own_cell(lab, page):
+    job = '%%arun --bg\nfor i in 1 2 3 4; do echo "epoch $i"; sleep 0.7; done'
+    nb = Notebook(page, lab.notebook("jobs.ipynb", LOAD, job, "print('another cell ran')"))
+    nb.run_and_wait(0)
+    job_cell = nb.run_and_wait(1)  # returns at once
+    other = nb.run_and_wait(2)
+    expect(other.locator(STDOUT)).to_have_text("another cell ran")
+    expect(job_cell.locator(STDOUT)).to_contain_text("epoch 4")  # arrived after the other cell ran
+    expect(job_cell.locator(".jp-OutputArea-output", has_text="[job 1]")).to_contain_text("exit 0")
+    assert "epoch" not in text(other.locator(".jp-OutputArea"))
+
+
+def test_kernel_interrupt_stops_a_running_command(lab, page):
+    nb = Notebook(page, lab.notebook("interrupt.ipynb", LOAD, "%%arun\necho started\nsleep 600"))
+    nb.run_and_wait(0)
+    cell = nb.run(1)
+    expect(cell.locator(STDOUT)).to_have_text("started")
+    nb.menu("Kernel", "Interrupt Kernel")
+    nb.wait_done(1)
+    expect(cell.locator(".jp-OutputArea-output")).to_contain_text(re.compile(r"CommandError: .*interrupted"))
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
+
+
+def test_split_view_shows_two_columns(lab, page):
+    cell = '%%arun --split\nfor i in 1 2 3; do echo "out $i"; echo "err $i" >&2; done'
+    nb = Notebook(page, lab.notebook("split.ipynb", LOAD, cell))
+    nb.run_and_wait(0)
+    shown = nb.run_and_wait(1)
+    columns = shown.locator("table.asyncmagic-split td")
+    expect(columns).to_have_count(2)
+    expect(columns.nth(0)).to_contain_text("out 3")
+    expect(columns.nth(1)).to_contain_text("err 3")
+    assert "err" not in text(columns.nth(0)) and "out" not in text(columns.nth(1))
+
+
+def test_a_progress_bar_is_one_updating_line(lab, page):
+    bar = "%%arun\nfor i in $(seq 1 200); do printf '\\rprogress %3d%%' $i; sleep 0.01; done; echo"
+    nb = Notebook(page, lab.notebook("progress.ipynb", LOAD, bar))
+    nb.run_and_wait(0)
+    cell = nb.run_and_wait(1)
+    out = cell.locator(STDOUT)
+    expect(out).to_have_text("progress 200%")
+    assert text(out).count("progress") == 1
