@@ -13,7 +13,7 @@ import contextvars
 import sys
 from typing import Any
 
-from IPython.display import display
+from IPython.display import DisplayHandle, display
 
 from .foreground import Launch, Runner, live_output
 from .jobs import Job, JobTable
@@ -62,8 +62,15 @@ class Background:
                 if live is not None:
                     live(stream, text)
 
-            runner = await launch(on_output)
-            job.follower = asyncio.ensure_future(self._follow(job, runner, run, namespace, live, notebook))
+            # The status line goes first, above any output, so it never splits the output.
+            handle = display(StatusView(job), display_id=True) if notebook else None
+            try:
+                runner = await launch(on_output)
+            except BaseException:
+                if handle is not None:
+                    handle.update(StatusView(job, failed=True))
+                raise
+            job.follower = asyncio.ensure_future(self._follow(job, runner, run, namespace, live, handle))
             return runner
 
         job = context.run(self.jobs.start, command, starting, _loop())
@@ -84,10 +91,9 @@ class Background:
         run: RunSettings,
         namespace: dict[str, Any],
         live: LiveOutput | None,
-        notebook: bool,
+        handle: DisplayHandle | None,
     ) -> None:
         """Keep the job's status line current; when it ends, store its captures and report."""
-        handle = display(StatusView(job), display_id=True) if notebook else None
         ended = asyncio.ensure_future(proc.wait())
         while True:
             done, _ = await asyncio.wait([ended], timeout=STATUS_EVERY)

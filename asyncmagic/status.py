@@ -20,16 +20,13 @@ def status_text(job: Job) -> str:
 
 
 class StatusView:
-    """A job's status for IPython's display machinery: plain text, a line in notebooks."""
+    """A job's status for IPython's display machinery: plain text, drawn like the output below it."""
 
-    def __init__(self, job: Job) -> None:
-        self.text = status_text(job)
+    def __init__(self, job: Job, *, failed: bool = False) -> None:
+        self.text = f"[job {job.id}] failed to start" if failed else status_text(job)
 
     def __repr__(self) -> str:
         return self.text
-
-    def _repr_html_(self) -> str:
-        return f"<code>{html.escape(self.text)}</code>"
 
 
 _COLUMNS = ("id", "command", "pid", "state", "elapsed", "exit", "bytes out")

@@ -37,6 +37,8 @@ def test_output_goes_to_the_starting_cell_while_another_cell_runs(kernel: Kernel
     assert later.stdout == "later cell\n"  # nothing of the job leaked into the later cell
     two = start.first_time(lambda m: m["msg_type"] == "stream" and "two" in m["content"]["text"])
     assert two is not None and two > start.idle_at
+    kinds = [m["msg_type"] for m in start.of_type("display_data", "stream")]
+    assert kinds[0] == "display_data"  # the status line sits above the output, never inside it
 
 
 def test_status_line_updates_to_the_exit_status(kernel: Kernel):

@@ -123,7 +123,7 @@ class Lab:
         return self.open_url(name)
 
     def open_url(self, name: str) -> str:
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"  # reset: only this notebook open
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)  # the server ends its kernels on SIGTERM
@@ -149,8 +149,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def browser(lab: Lab) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield chromium

@@ -19,7 +19,8 @@ class Notebook:
         page.goto(url)
         expect(self.cells.first).to_be_visible()
         expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
-        page.keyboard.press("Control+b")  # hide the file browser, as one does for more room
+        # Collapse the file browser, as one does for more room.
+        page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click()
         expect(page.locator("#jp-left-stack")).to_be_hidden()
 
     @property
