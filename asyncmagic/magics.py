@@ -186,7 +186,7 @@ class AsyncMagics(Magics):
         )
 
     def _command_launcher(self, command: str, run: RunSettings) -> Launch:
-        shell = self.default_shell or default_shell()
+        shell = run.shell or self.default_shell or default_shell()
 
         def launch(on_output: OutputCallback | None) -> Awaitable[Process]:
             return start(
@@ -243,6 +243,7 @@ class AsyncMagics(Magics):
             ("interactive", "a pipeline's stdin is its first stage's input"),
             ("pty", "each stage writes to the next one's pipe"),
             ("parallel", "run several pipelines with --bg"),
+            ("shell", "its stages run without a shell"),
         ):
             if getattr(args, flag):
                 raise UsageError(f"%apipe has no --{flag}: {why}")

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,11 @@ def run_options(func: F) -> F:
             type=_seconds,
             metavar="SECONDS",
             help="Seconds between SIGTERM and SIGKILL when stopping (default 2).",
+        ),
+        argument(
+            "--shell",
+            metavar="PATH",
+            help="The shell that runs the command (default: bash, else sh; AsyncMagics.default_shell).",
         ),
         argument("--cwd", metavar="DIR", help="Run in this directory."),
         argument(
@@ -148,6 +154,8 @@ class RunSettings:
     input: InputSource | None
     cwd: str | None
     env: dict[str, str] = field(default_factory=dict)
+    shell: str | None = None
+    """The --shell given, found on PATH; None for the configured default."""
     out: str | None = None
     err: str | None = None
     result: str | None = None
@@ -205,6 +213,7 @@ def settings(
         grace=grace,
         input=_input(args, namespace),
         cwd=_cwd(args.cwd),
+        shell=_shell(args.shell),
         env=_env(args.env),
         out=args.out,
         err=args.err,
@@ -251,6 +260,15 @@ def _input(args: argparse.Namespace, namespace: dict[str, Any]) -> InputSource |
         f"--stdin: {name} is a {type(value).__name__}; give str, bytes, an iterable of lines, "
         "an open file or a pathlib.Path"
     )
+
+
+def _shell(name: str | None) -> str | None:
+    if name is None:
+        return None
+    found = shutil.which(name)
+    if found is None:
+        raise UsageError(f"--shell: no such program: {name}")
+    return found
 
 
 def _cwd(cwd: str | None) -> str | None:

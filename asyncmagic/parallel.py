@@ -106,9 +106,13 @@ class Summary:
         return f"{self.title}\n{table}"
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in self.COLUMNS)
+        left = ' style="text-align:left"'  # the command; numbers keep the frontend's alignment
+        head = "".join(f"<th{left if i == 0 else ''}>{c}</th>" for i, c in enumerate(self.COLUMNS))
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows
+            "<tr>"
+            + "".join(f"<td{left if i == 0 else ''}>{html.escape(c)}</td>" for i, c in enumerate(row))
+            + "</tr>"
+            for row in self.rows
         )
         table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         return f"<p>{html.escape(self.title)}</p>{table}"

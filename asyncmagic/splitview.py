@@ -45,7 +45,7 @@ class SplitContent:
         def column(title: str, text: str, colour: str) -> str:
             body = html.escape(_ANSI.sub("", text))
             return (
-                f'<td style="vertical-align:top;width:50%;padding:0 6px">'
+                f'<td style="vertical-align:top;text-align:left;width:50%;padding:0 6px">'
                 f'<div style="font-weight:bold;color:{colour}">{title}</div>'
                 f'<pre style="margin:0;white-space:pre-wrap;word-break:break-all">{body}</pre></td>'
             )

@@ -171,6 +171,8 @@ def test_config_defaults(kernel: Kernel):
         ("%arun -o 'not a name' touch {m}", "not a valid variable name"),
         ("%arun --input x --stdin _src touch {m}", "not both"),
         ("%arun -t 5", "needs a command"),
+        ("%arun --shell no_such_shell_xyz touch {m}", "--shell: no such program: no_such_shell_xyz"),
+        ("%apipe --shell sh touch {m}", "%apipe has no --shell"),
     ],
 )
 def test_bad_input_is_a_usage_error_and_nothing_starts(
@@ -202,6 +204,8 @@ def test_missing_command_exits_127_with_a_message(kernel: Kernel):
 def test_env_cwd_and_shell_options(kernel: Kernel, tmp_path: Path):
     ex = kernel.run(f"%arun --env A=1 --env B='two words' --cwd {tmp_path} echo $A $B $(pwd)")
     assert ex.stdout == f"1 two words {tmp_path}\n"
+    assert kernel.run("%%arun\necho $0").stdout.strip().endswith("/bash")
+    assert kernel.run("%%arun --shell sh\necho $0").stdout.strip().endswith("/sh")
 
 
 def test_invalid_and_split_utf8(kernel: Kernel):

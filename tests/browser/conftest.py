@@ -37,10 +37,12 @@ ARTIFACTS = Path(os.environ.get("ASYNCMAGIC_ARTIFACTS", ROOT / "build" / "browse
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the browser tests and run them last: the slowest, and the rest need no browser."""
     here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.browser)
+    mine = [item for item in items if here in Path(item.fspath).parents]
+    for item in mine:
+        item.add_marker(pytest.mark.browser)
+    items[:] = [item for item in items if item not in mine] + mine
 
 
 def _missing() -> str | None:
@@ -147,8 +149,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(lab: Lab) -> Iterator[Any]:
+    """Chromium, per module: Playwright's sync API holds an event loop open in this thread
+    until it is closed, and the engine tests run asyncio.run()."""
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=30_000)

@@ -1,0 +1,40 @@
+"""demo.ipynb run in JupyterLab with Run > Run All Cells, as a person would; its screenshots.
+
+build/browser/demo-top.png and demo-output.png are what the README shows (docs/).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from conftest import ARTIFACTS
+from labpage import STDOUT, Notebook, text
+from playwright.sync_api import expect
+
+DEMO = Path(__file__).resolve().parents[2] / "demo.ipynb"
+
+
+def test_the_demo_runs_top_to_bottom_in_jupyterlab(lab, page):
+    shutil.copy(DEMO, lab.root / "demo.ipynb")
+    nb = Notebook(page, lab.open_url("demo.ipynb"))
+    code_cells = page.locator(".jp-Notebook .jp-CodeCell")
+    count = code_cells.count()
+    nb.menu("Run", "Run All Cells")
+    nb.wait_done(nb.cells.count() - 1, timeout=180_000)  # the last cell is a code cell
+    prompts = [code_cells.nth(i).locator(".jp-InputPrompt").text_content() for i in range(count)]
+    assert all(p.strip("[]: ").isdigit() for p in prompts), prompts  # every cell ran
+    errors = page.locator(
+        '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
+        has_text="CommandError: echo",
+    )
+    expect(errors).to_have_count(1)  # the one cell tagged raises-exception
+    page.locator(".jp-Notebook").press("Control+Home")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    nb.cell(1).scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "demo-top.png"))
+    heading = page.locator(".jp-MarkdownCell h2", has_text="Output fit for a notebook")
+    heading.evaluate("h => h.scrollIntoView({block: 'start'})")
+    expect(page.locator("table.asyncmagic-split")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "demo-output.png"))
+    assert "stdout is a terminal: True" in text(page.locator(STDOUT))
