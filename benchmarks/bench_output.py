@@ -33,6 +33,9 @@ SEED_COMMANDS = [
 ]
 
 PEAK_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024"
+CLEAN_LOGS = "import shutil, asyncmagic.capture\nshutil.rmtree(asyncmagic.capture.log_dir())"
+"""Each 1 GB run leaves a 1 GB log file until the kernel exits; removed between runs so that
+every run writes to a disk in the same state."""
 RESET_PEAK = "open('/proc/self/clear_refs', 'w').write('5')"
 
 
@@ -77,6 +80,7 @@ def main() -> None:
         for _ in range(opts.rounds):
             for name, cell in cells.items():
                 flood[name].append(peak_growth(kernel, cell))
+                kernel.run(CLEAN_LOGS)
             for name, cell in fan.items():
                 fanned[name].append(timed(kernel, cell).seconds)
     finally:
