@@ -102,3 +102,24 @@ def test_pipelines(outputs):
     )
     failed = output_of(outputs, "%apipe --no-raise ls")
     assert failed.startswith("ERR:[1 ls] ls: cannot access") and "exit 2" in failed
+
+
+def test_output_fit_for_a_notebook(outputs):
+    bar = output_of(outputs, "%%arun\nfor i in $(seq 0 5 100)")
+    assert bar.rsplit("\r", 1)[-1].endswith("downloading 100% done\n")  # the last frame arrives
+    assert bar.count("downloading") < 21  # not every frame
+    split = output_of(outputs, "%%arun --split")
+    final = split.split("── stdout ──")[-1]
+    assert final.startswith(
+        "\ncompiled part 1\ncompiled part 2\ncompiled part 3\n── stderr ──\nwarning: part 1"
+    )
+    assert output_of(outputs, "%arun --label") == "[out] to stdout\nERR:[err] to stderr\n"
+    assert output_of(outputs, "%arun --pty") == "stdout is a terminal: True\n"
+    huge = output_of(outputs, "%%arun --max-lines 6")
+    assert huge.startswith("1\n2\n3\nERR:… 199,994 lines (1.3 MB) not shown; full output: /tmp/asyncmagic-")
+    assert huge.endswith("199998\n199999\n200000\n")
+    assert output_of(outputs, "len(big.stdout") == "(200000, '200000')\n"
+    parallel = output_of(outputs, "%%arun --parallel")
+    assert "[python3 --version] Python 3." in parallel and "[sleep 1; echo two] two\n" in parallel
+    assert "4 commands, 0 failed" in parallel
+    assert output_of(outputs, "[(r.command").count(", 0)") == 4
