@@ -44,16 +44,20 @@ def test_stderr_renders_as_stderr(lab, page):
 
 
 def test_a_background_job_streams_into_its_own_cell(lab, page):
-    job = '%%arun --bg\nfor i in 1 2 3 4; do echo "epoch $i"; sleep 0.7; done'
-    nb = Notebook(page, lab.notebook("jobs.ipynb", LOAD, job, "print('another cell ran')"))
+    # The job waits for a file that only the later cell creates, so its last line is
+    # printed after that cell ran, and must still land in the job's own cell.
+    job = '%%arun --bg\necho "epoch 1"\nwhile [ ! -e gate ]; do sleep 0.05; done\necho "epoch 2"'
+    other = "open('gate', 'w').close()\nprint('another cell ran')"
+    nb = Notebook(page, lab.notebook("jobs.ipynb", LOAD, job, other))
     nb.run_and_wait(0)
     job_cell = nb.run_and_wait(1)  # returns at once
-    other = nb.run_and_wait(2)
-    expect(other.locator(STDOUT)).to_have_text("another cell ran")
-    expect(job_cell.locator(STDOUT)).to_contain_text("epoch 4")  # arrived after the other cell ran
+    expect(job_cell.locator(STDOUT)).to_have_text("epoch 1")
+    later = nb.run_and_wait(2)
+    expect(later.locator(STDOUT)).to_have_text("another cell ran")
+    expect(job_cell.locator(STDOUT)).to_have_text("epoch 1\nepoch 2")
     status = job_cell.locator(".jp-OutputArea-output").first  # above the output, not inside it
     expect(status).to_contain_text("[job 1] exit 0")
-    assert "epoch" not in text(other.locator(".jp-OutputArea"))
+    assert "epoch" not in text(later.locator(".jp-OutputArea"))
 
 
 def test_kernel_interrupt_stops_a_running_command(lab, page):
