@@ -95,7 +95,7 @@ class Summary:
             for r in results
         ]
         failed = sum(row[1] != "ok" for row in self.rows)
-        self.title = f"{len(self.rows)} commands, {failed} failed"
+        self.title = f"{len(self.rows)} command{'s' if len(self.rows) != 1 else ''}, {failed} failed"
 
     def __repr__(self) -> str:
         rows = [self.COLUMNS, *self.rows]

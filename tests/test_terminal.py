@@ -97,3 +97,15 @@ def test_ctrl_c_interrupts_a_command_in_terminal_ipython(terminal: Terminal, mar
     screen = terminal.read_until("In [3]:")
     assert "interrupted" in screen
     assert processes_with(marker) == []
+
+
+def test_split_and_parallel_print_text_in_terminal_ipython(terminal: Terminal):
+    terminal.read_until("In [1]:")
+    terminal.type("%load_ext asyncmagic")
+    terminal.read_until("In [2]:")
+    terminal.type("%arun --split echo o''ut; echo e''rr >&2")
+    screen = terminal.read_until("In [3]:").replace("\r", "")
+    assert "── stdout ──\nout\n── stderr ──\nerr\n" in screen  # no HTML, no in-place updates
+    terminal.type("%arun --parallel echo fan''ned")
+    screen = terminal.read_until("In [4]:").replace("\r", "")
+    assert "[echo fan''ned] fanned\n" in screen and "1 command, 0 failed" in screen
