@@ -21,7 +21,7 @@ from .options import RunSettings
 from .output import LiveOutput
 from .process import end_all_now
 from .result import CommandError
-from .status import StatusView
+from .status import StatusLine, status_text
 
 STATUS_EVERY = 1.0
 """Seconds between two updates of a running job's status line (the cap is 5 a second)."""
@@ -63,12 +63,12 @@ class Background:
                     live(stream, text)
 
             # The status line goes first, above any output, so it never splits the output.
-            handle = display(StatusView(job), display_id=True) if notebook else None
+            handle = display(StatusLine(status_text(job)), display_id=True) if notebook else None
             try:
                 runner = await launch(on_output)
             except BaseException:
                 if handle is not None:
-                    handle.update(StatusView(job, failed=True))
+                    handle.update(StatusLine(f"[job {job.id}] failed to start"))
                 raise
             job.follower = asyncio.ensure_future(self._follow(job, runner, run, namespace, live, handle))
             return runner
@@ -98,7 +98,7 @@ class Background:
         while True:
             done, _ = await asyncio.wait([ended], timeout=STATUS_EVERY)
             if handle is not None:
-                handle.update(StatusView(job))
+                handle.update(StatusLine(status_text(job)))
             if done:
                 break
         result = ended.result()
@@ -109,7 +109,7 @@ class Background:
         if run.err:
             namespace[run.err] = result.stderr
         if handle is None:  # a terminal: no status line to update, so say how it ended
-            print(StatusView(job).text, file=sys.stdout if result.ok else sys.stderr, flush=True)
+            print(status_text(job), file=sys.stdout if result.ok else sys.stderr, flush=True)
 
     def _cell_finished(self, *args: Any) -> None:
         for job_id, seen in self._seen.items():

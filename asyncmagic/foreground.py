@@ -23,6 +23,7 @@ from .output import LiveOutput
 from .process import OutputCallback
 from .result import CommandError, Ended, Result, format_seconds
 from .splitview import SplitView
+from .status import StatusLine
 
 
 class Runner(Protocol):
@@ -101,7 +102,7 @@ class Elapsed:
         self._context = contextvars.copy_context()
         self._started = time.monotonic()
         self._shown = False
-        self._handle: DisplayHandle = self._context.run(display, _Line(""), display_id=True)
+        self._handle: DisplayHandle = self._context.run(display, StatusLine(""), display_id=True)
         self._task = asyncio.ensure_future(self._tick())
 
     async def _tick(self) -> None:
@@ -113,7 +114,7 @@ class Elapsed:
             await asyncio.sleep(1.0)
 
     def _update(self, text: str) -> None:
-        self._context.run(self._handle.update, _Line(text))
+        self._context.run(self._handle.update, StatusLine(text))
 
     def stop(self) -> None:
         self._task.cancel()
@@ -126,14 +127,6 @@ class Elapsed:
 
 
 ELAPSED_AFTER = 1.0
-
-
-class _Line:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
 
 
 def _in_notebook() -> bool:

@@ -19,11 +19,12 @@ def status_text(job: Job) -> str:
     return f"[job {job.id}] running · pid {job.pid} · {format_seconds(job.elapsed)}"
 
 
-class StatusView:
-    """A job's status for IPython's display machinery: plain text, drawn like the output below it."""
+class StatusLine:
+    """One line of status for IPython's display machinery: plain text, drawn like the output
+    around it (a job's ``[job 1] running · pid 4242 · 12 s``, a command's elapsed time)."""
 
-    def __init__(self, job: Job, *, failed: bool = False) -> None:
-        self.text = f"[job {job.id}] failed to start" if failed else status_text(job)
+    def __init__(self, text: str) -> None:
+        self.text = text
 
     def __repr__(self) -> str:
         return self.text
