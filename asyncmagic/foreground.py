@@ -8,22 +8,19 @@ process tree, stores the captures in the user's variables, and applies the error
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from IPython import get_ipython
 from IPython.core.error import UsageError
-from IPython.display import DisplayHandle, display
 
 from .options import RunSettings
 from .output import LiveOutput
 from .process import OutputCallback
-from .result import CommandError, Ended, Result, format_seconds
+from .result import CommandError, Ended, Result
 from .splitview import SplitView
-from .status import StatusLine
+from .status import Elapsed
 
 
 class Runner(Protocol):
@@ -86,47 +83,6 @@ def live_output(run: RunSettings) -> LiveOutput | SplitView | None:
     if run.split:
         return SplitView(max_lines=run.max_lines)
     return LiveOutput(max_lines=run.max_lines, label=run.label)
-
-
-class Elapsed:
-    """A status line at the top of the cell's output: elapsed time, then how the command ended.
-
-    Jupyter appends outputs, so the line is placed before any output, empty (an empty text
-    renders with no height); it shows ``running · pid 42 · 3 s`` only once the command has
-    run for :data:`ELAPSED_AFTER`, so quick commands leave no visible trace, is updated once
-    a second, and ends as the final status (``exit 0 · 3.2 s``).
-    """
-
-    def __init__(self) -> None:
-        self.pid: int | None = None
-        self._context = contextvars.copy_context()
-        self._started = time.monotonic()
-        self._shown = False
-        self._handle: DisplayHandle = self._context.run(display, StatusLine(""), display_id=True)
-        self._task = asyncio.ensure_future(self._tick())
-
-    async def _tick(self) -> None:
-        await asyncio.sleep(ELAPSED_AFTER)
-        self._shown = True
-        while True:
-            pid = f" · pid {self.pid}" if self.pid is not None else ""
-            self._update(f"running{pid} · {format_seconds(time.monotonic() - self._started)}")
-            await asyncio.sleep(1.0)
-
-    def _update(self, text: str) -> None:
-        self._context.run(self._handle.update, StatusLine(text))
-
-    def stop(self) -> None:
-        self._task.cancel()
-
-    def finish(self, result: Result) -> None:
-        """Show the final status, if the running line was ever shown."""
-        self.stop()
-        if self._shown:
-            self._update(f"{result.describe()} · {format_seconds(result.duration)}")
-
-
-ELAPSED_AFTER = 1.0
 
 
 def _in_notebook() -> bool:

@@ -1,12 +1,17 @@
-"""How jobs look: a job's status line and the table of jobs, as text and as HTML."""
+"""Status as it looks: a job's status line, a command's elapsed time, the table of jobs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import html
+import time
 from collections.abc import Iterable
 
+from IPython.display import DisplayHandle, display
+
 from .jobs import Job
-from .result import format_seconds
+from .result import Result, format_seconds
 
 
 def status_text(job: Job) -> str:
@@ -28,6 +33,48 @@ class StatusLine:
 
     def __repr__(self) -> str:
         return self.text
+
+
+ELAPSED_AFTER = 1.0
+"""Seconds a foreground command runs before its cell shows the elapsed time."""
+
+
+class Elapsed:
+    """A status line at the top of the cell's output: elapsed time, then how the command ended.
+
+    Jupyter appends outputs, so the line is placed before any output, empty (an empty text
+    renders with no height); it shows ``running · pid 42 · 3 s`` only once the command has
+    run for :data:`ELAPSED_AFTER`, so quick commands leave no visible trace, is updated once
+    a second, and ends as the final status (``exit 0 · 3.2 s``).
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self._context = contextvars.copy_context()
+        self._started = time.monotonic()
+        self._shown = False
+        self._handle: DisplayHandle = self._context.run(display, StatusLine(""), display_id=True)
+        self._task = asyncio.ensure_future(self._tick())
+
+    async def _tick(self) -> None:
+        await asyncio.sleep(ELAPSED_AFTER)
+        self._shown = True
+        while True:
+            pid = f" · pid {self.pid}" if self.pid is not None else ""
+            self._update(f"running{pid} · {format_seconds(time.monotonic() - self._started)}")
+            await asyncio.sleep(1.0)
+
+    def _update(self, text: str) -> None:
+        self._context.run(self._handle.update, StatusLine(text))
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    def finish(self, result: Result) -> None:
+        """Show the final status, if the running line was ever shown."""
+        self.stop()
+        if self._shown:
+            self._update(f"{result.describe()} · {format_seconds(result.duration)}")
 
 
 _COLUMNS = ("id", "command", "pid", "state", "elapsed", "exit", "bytes out")
