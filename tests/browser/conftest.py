@@ -1,7 +1,8 @@
 """A real JupyterLab on 127.0.0.1 and a headless Debian Chromium driven by Playwright.
 
-The suite is skipped, with the reason shown, when /usr/bin/chromium is missing (``make
-test`` installs it with apt-get when it runs as root) or Playwright is not installed.
+The suite is skipped, with the reason shown, when /usr/bin/chromium (``ASYNCMAGIC_CHROMIUM``
+overrides the path) is missing (``make test`` installs it with apt-get when it runs as root)
+or Playwright is not installed.
 Screenshots of every case go to ``build/browser/`` (``ASYNCMAGIC_ARTIFACTS`` overrides it).
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 import nbformat
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("ASYNCMAGIC_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
