@@ -65,7 +65,7 @@ class Background:
             # The status line goes first, above any output, so it never splits the output.
             handle = display(StatusLine(status_text(job)), display_id=True) if notebook else None
             try:
-                runner = await launch(on_output)
+                runner = await launch(on_output, getattr(live, "flow", None))
             except BaseException:
                 if handle is not None:
                     handle.update(StatusLine(f"[job {job.id}] failed to start"))

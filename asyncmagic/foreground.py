@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from IPython import get_ipython
 from IPython.core.error import UsageError
 
+from .flow import Flow
 from .options import RunSettings
 from .output import LiveOutput
 from .process import OutputCallback
@@ -32,8 +33,9 @@ class Runner(Protocol):
     def log_path(self) -> str: ...
 
 
-Launch = Callable[[OutputCallback | None], Awaitable[Runner]]
-"""Starts a command or pipeline given where its output goes: ``launch(on_output)``."""
+Launch = Callable[[OutputCallback | None, Flow | None], Awaitable[Runner]]
+"""Starts a command or pipeline given where its output goes and the :class:`Flow` that may
+pause its reading when the display falls behind: ``launch(on_output, flow)``."""
 
 
 async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, Any]) -> Result:
@@ -69,7 +71,7 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
 async def _launch(launch: Launch, live: OutputCallback | None) -> Runner:
     """Start, turning a missing or non-executable program into a one-line UsageError."""
     try:
-        return await launch(live)
+        return await launch(live, getattr(live, "flow", None))
     except FileNotFoundError as exc:
         raise UsageError(f"cannot start {exc.filename}: no such file or directory") from None
     except PermissionError as exc:

@@ -24,6 +24,7 @@ from traitlets import Bool, Float, Int, Unicode
 
 from . import awaiting, pipesyntax
 from .background import Background
+from .flow import Flow
 from .foreground import Launch, run_for_cell
 from .jobs import Job
 from .options import RunSettings, parse, run_options, settings, split_command
@@ -149,12 +150,9 @@ class AsyncMagics(Magics):
         if not lines:
             raise UsageError("--parallel needs commands: one per line of the cell")
 
-        def start_one(command: str, on_output: OutputCallback | None) -> Awaitable[Process]:
-            return self._command_launcher(command, run)(on_output)
-
         started_at = datetime.now(timezone.utc)
         try:
-            results = await run_parallel(lines, run, start_one)
+            results = await run_parallel(lines, run, lambda command: self._command_launcher(command, run))
         except asyncio.CancelledError:
             raise CommandError(_interrupted(" & ".join(lines), started_at)) from None
         namespace = self.shell.user_ns
@@ -188,7 +186,7 @@ class AsyncMagics(Magics):
     def _command_launcher(self, command: str, run: RunSettings) -> Launch:
         shell = run.shell or self.default_shell or default_shell()
 
-        def launch(on_output: OutputCallback | None) -> Awaitable[Process]:
+        def launch(on_output: OutputCallback | None, flow: Flow | None) -> Awaitable[Process]:
             return start(
                 command,
                 shell=shell,
@@ -200,6 +198,7 @@ class AsyncMagics(Magics):
                 cwd=run.cwd,
                 env=run.env,
                 on_output=on_output,
+                flow=flow,
                 capture_limit=run.capture_limit,
             )
 
@@ -318,7 +317,7 @@ class AsyncMagics(Magics):
 
 
 def _pipeline_launcher(spec: PipelineSpec, run: RunSettings) -> Launch:
-    def launch(on_output: OutputCallback | None) -> Awaitable[Pipeline]:
+    def launch(on_output: OutputCallback | None, flow: Flow | None) -> Awaitable[Pipeline]:
         return start_pipeline(
             spec.stages,
             timeout=run.timeout,
@@ -330,6 +329,7 @@ def _pipeline_launcher(spec: PipelineSpec, run: RunSettings) -> Launch:
             cwd=run.cwd,
             env=run.env,
             on_output=on_output,
+            flow=flow,
             capture_limit=run.capture_limit,
         )
 

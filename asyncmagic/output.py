@@ -19,12 +19,22 @@ from collections.abc import Callable
 from typing import TextIO
 
 from .capture import notice
+from .flow import Flow
 
 MIN_GAP = 0.025
 """Seconds between two flushes of a command's flood (at most 40 a second)."""
 
 PROGRESS_GAP = 0.1
 """Seconds between two frames of a line redrawn with ``\\r`` (at most 10 a second)."""
+
+MAX_BATCH = 100_000
+"""Characters one flush sends at the most: a backlog goes out in pieces the governor can pace."""
+
+HIGH_WATER = 2_000_000
+"""Characters waiting to be sent at which the reading of the command's pipes pauses..."""
+
+LOW_WATER = 500_000
+"""...and at which it resumes (see :mod:`asyncmagic.flow`)."""
 
 MESSAGE_OVERHEAD = 700
 """Bytes an iopub stream message costs beyond its text (headers, signature), as jupyter_server counts."""
@@ -195,6 +205,9 @@ class LiveOutput:
         self._min_gap = min_gap
         self._limit = HeadTail(max_lines, max_chars)
         self._pending: list[list[str]] = []  # [stream, text] in arrival order
+        self._pending_chars = 0
+        self.flow = Flow()
+        """Paused while more than HIGH_WATER characters wait to be sent (``--max-lines 0``)."""
         self._last_flush = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -208,11 +221,17 @@ class LiveOutput:
         shown = self._limit.admit(stream, text)
         if not shown:
             return
-        if self._pending and self._pending[-1][0] == stream:
-            self._pending[-1][1] += shown
-        else:
-            self._pending.append([stream, shown])
+        self._queue(stream, shown)
+        if self._pending_chars > HIGH_WATER:
+            self.flow.pause()
         self._schedule()
+
+    def _queue(self, stream: str, text: str) -> None:
+        if self._pending and self._pending[-1][0] == stream:
+            self._pending[-1][1] += text
+        else:
+            self._pending.append([stream, text])
+        self._pending_chars += len(text)
 
     async def aclose(self, log_path: Callable[[], str] | None = None) -> None:
         """Send what is left: pending text, then the notice and the tail of a huge output."""
@@ -226,18 +245,18 @@ class LiveOutput:
                 path = log_path() if log_path is not None else None
                 text = notice(limit.hidden_lines, limit.hidden_chars, path)
                 last = self._pending[-1][1] if self._pending else "\n"
-                self._pending.append(["stderr", ("" if last.endswith("\n") else "\n") + text + "\n"])
+                self._queue("stderr", ("" if last.endswith("\n") else "\n") + text + "\n")
             for stream, text in tail:
-                if self._pending and self._pending[-1][0] == stream:
-                    self._pending[-1][1] += text
-                else:
-                    self._pending.append([stream, text])
+                self._queue(stream, text)
         while self._pending:
             wait = self._governor.delay(*self._cost())
             if wait <= 0:
                 self._flush()
-                break
-            await asyncio.sleep(wait)
+            else:
+                await asyncio.sleep(wait)
+        if self._timer is not None:  # the last flush may have scheduled another
+            self._timer.cancel()
+            self._timer = None
 
     def _schedule(self) -> None:
         if self._timer is not None:
@@ -258,18 +277,43 @@ class LiveOutput:
             self._flush()
 
     def _cost(self) -> tuple[int, int]:
-        return (
-            sum(len(text) + MESSAGE_OVERHEAD for _, text in self._pending),
-            len(self._pending),
-        )
+        """Bytes and messages of the next flush, as the governor counts them."""
+        room, chars, messages = MAX_BATCH, 0, 0
+        for _, text in self._pending:
+            if room <= 0:
+                break
+            take = min(len(text), room)
+            room -= take
+            chars += take
+            messages += 1
+        return chars + MESSAGE_OVERHEAD * messages, messages
+
+    def _take_batch(self) -> list[tuple[str, str]]:
+        """Up to MAX_BATCH characters from the front of the pending text, cut at a line end."""
+        batch: list[tuple[str, str]] = []
+        room = MAX_BATCH
+        while self._pending and room > 0:
+            stream, text = self._pending[0]
+            if len(text) <= room:
+                self._pending.pop(0)
+            else:
+                cut = text.rfind("\n", 0, room) + 1 or room
+                text, self._pending[0][1] = text[:cut], text[cut:]
+            batch.append((stream, text))
+            room -= len(text)
+            self._pending_chars -= len(text)
+        return batch
 
     def _flush(self) -> None:
         if self._pending:
-            pending = [(stream, collapse_frames(text)) for stream, text in self._pending]
-            self._pending = []
-            self._governor.record(sum(len(t) + MESSAGE_OVERHEAD for _, t in pending), len(pending))
-            self._context.run(self._write, pending)
+            batch = [(stream, collapse_frames(text)) for stream, text in self._take_batch()]
+            self._governor.record(sum(len(t) + MESSAGE_OVERHEAD for _, t in batch), len(batch))
+            self._context.run(self._write, batch)
+            if self._pending_chars < LOW_WATER:
+                self.flow.resume()
         self._last_flush = time.monotonic()
+        if self._pending:
+            self._schedule()
 
     def _write(self, pending: list[tuple[str, str]]) -> None:
         for stream, text in pending:

@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import html
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from IPython.display import display
 
-from .foreground import live_output
+from .foreground import Launch, live_output
 from .options import RunSettings
 from .output import LineLabels
-from .process import OutputCallback, Process
+from .process import Process
 from .result import CommandError, Result, format_seconds
 
-Starter = Callable[[str, OutputCallback | None], Any]
-"""Starts one command: ``starter(command, on_output)`` returns an awaitable Process."""
+Launcher = Callable[[str], Launch]
+"""The :data:`~asyncmagic.foreground.Launch` that starts one line of the cell."""
 
 
 class ParallelError(CommandError):
@@ -41,8 +40,8 @@ class ParallelError(CommandError):
         return self.args[0]
 
 
-async def run_parallel(lines: Sequence[str], run: RunSettings, start: Starter) -> list[Result]:
-    """Run each of ``lines`` with ``start``, at most ``run.parallel`` at once; Results in line order."""
+async def run_parallel(lines: Sequence[str], run: RunSettings, launcher: Launcher) -> list[Result]:
+    """Run each of ``lines`` (``launcher(line)`` starts it), ``run.parallel`` at most at once."""
     live = live_output(run)
     gate = asyncio.Semaphore(run.parallel)
     procs: dict[int, Process] = {}
@@ -53,7 +52,7 @@ async def run_parallel(lines: Sequence[str], run: RunSettings, start: Starter) -
             if live is not None:
                 label = f"[{_short(command, 30)}] "
                 sink = LineLabels(live, {"stdout": label, "stderr": label})
-            procs[index] = await start(command, sink)
+            procs[index] = await launcher(command)(sink, getattr(live, "flow", None))
             return await procs[index].wait()
 
     tasks = [asyncio.ensure_future(one(i, line)) for i, line in enumerate(lines)]

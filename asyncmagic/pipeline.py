@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .capture import Capture, Spill
+from .flow import Flow
 from .process import OutputCallback, start
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source
@@ -210,6 +211,7 @@ async def start_pipeline(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     on_output: OutputCallback | None = None,
+    flow: Flow | None = None,
     capture_limit: int | None = None,
 ) -> Pipeline:
     """Start ``stages`` joined by pipes and return the :class:`Pipeline`.
@@ -217,7 +219,8 @@ async def start_pipeline(
     ``input`` (or the file ``stdin_path``) feeds the first stage; the last stage writes to
     the file ``stdout_path`` (``append`` for ``>>``) or streams to ``on_output``. A stage
     that cannot start ends the ones already started before the error propagates.
-    ``capture_limit`` caps what is kept in memory, as for :func:`~asyncmagic.start`.
+    ``capture_limit`` caps what is kept in memory, and ``flow`` lets a slow consumer pause
+    the reading, as for :func:`~asyncmagic.start`.
     """
     if not stages:
         raise ValueError("a pipeline needs at least one stage")
@@ -286,6 +289,7 @@ async def start_pipeline(
                     cwd=cwd,
                     env=env,
                     on_output=pipe._labels[index],
+                    flow=flow,
                 )
                 pipe._procs[index] = proc
                 _close(fds, (reads[index], writes[index]))
@@ -309,7 +313,7 @@ async def start_pipeline(
         pipe._feeder = asyncio.ensure_future(_feed(input, feeder_fd))
     if last_read is not None:
         fds.remove(last_read)
-        pipe._reader = asyncio.ensure_future(_read(last_read, pipe._emit))
+        pipe._reader = asyncio.ensure_future(_read(last_read, pipe._emit, flow))
     pipe._timer = loop.call_later(timeout, pipe._on_timeout) if timeout is not None else None
     pipe._finished = asyncio.ensure_future(pipe._finish())
     return pipe
@@ -373,11 +377,13 @@ async def _feed(source: InputSource, fd: int) -> None:
         transport.close()
 
 
-async def _read(fd: int, emit: Callable[[str, str], None]) -> None:
+async def _read(fd: int, emit: Callable[[str, str], None], flow: Flow | None) -> None:
     """Read the last stage's stdout to the end, decoding incrementally."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     transport, _ = await loop.connect_read_pipe(lambda: _Reader(emit, done), os.fdopen(fd, "rb", 0))
+    if flow is not None:
+        flow.watch(transport)
     try:
         await done
     finally:

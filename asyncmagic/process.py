@@ -19,6 +19,7 @@ from typing import Any
 
 from . import watchdog
 from .capture import Capture, Spill
+from .flow import Flow
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source
 from .stopping import end_group, end_group_now, group_alive
@@ -133,6 +134,17 @@ class _Terminal:
         os.set_blocking(self.master, False)
         self._loop, self._pump = loop, pump
         loop.add_reader(self.master, self._ready)
+
+    def pause_reading(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.master)
+
+    def resume_reading(self) -> None:
+        if self._loop is not None:
+            self._loop.add_reader(self.master, self._ready)
+
+    def is_closing(self) -> bool:
+        return self._loop is None
 
     def _ready(self) -> None:
         try:
@@ -355,6 +367,7 @@ async def start(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     on_output: OutputCallback | None = None,
+    flow: Flow | None = None,
     capture_limit: int | None = None,
 ) -> Process:
     """Start ``command`` and return its :class:`Process`.
@@ -367,7 +380,8 @@ async def start(
     ``capture_limit`` caps the characters of each stream kept in memory (head and tail are
     kept; the whole output then goes to :meth:`Process.log_path`). With ``pty`` the command
     writes to a pseudo-terminal (so it sees a TTY: colour, progress bars, line buffering);
-    stdout and stderr are then one stream, reported as stdout.
+    stdout and stderr are then one stream, reported as stdout. ``flow`` lets a slow
+    consumer of ``on_output`` pause the reading of the output (see :mod:`asyncmagic.flow`).
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
@@ -426,6 +440,9 @@ async def start(
             raise
     if terminal is not None:
         terminal.start(loop, pump)
+    if flow is not None:
+        for fd in pipes:
+            flow.watch(terminal or transport.get_pipe_transport(fd))
     if cancelled:
         asyncio.current_task().cancel()  # type: ignore[union-attr]
     proc = Process(_token=_TOKEN)

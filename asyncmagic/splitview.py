@@ -28,6 +28,10 @@ UPDATE_EVERY = 0.25
 LIVE_LINES = 40
 """Lines of each stream the view shows while the command runs."""
 
+ALL_LINES = 20_000
+"""Lines of each stream the final view holds for ``--max-lines 0``: the view is kept whole
+in memory and sent whole at each update, so "everything" has a ceiling here."""
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -68,7 +72,8 @@ class SplitView:
     def __init__(self, *, max_lines: int = 0, governor: Governor = GOVERNOR) -> None:
         self._context = contextvars.copy_context()
         self._governor = governor
-        self._limits = {name: HeadTail(max_lines) for name in ("stdout", "stderr")}
+        shown = max_lines or ALL_LINES
+        self._limits = {name: HeadTail(shown) for name in ("stdout", "stderr")}
         self._head = {name: [] for name in ("stdout", "stderr")}
         self._recent: dict[str, deque[str]] = {
             name: deque(maxlen=LIVE_LINES) for name in ("stdout", "stderr")

@@ -265,3 +265,20 @@ def test_engine_imports_no_ipython():
     r = arun(run([PY, "-c", code]))
     assert r.stdout.strip() == "[]", r.stderr
     assert asyncmagic.Result is not None
+
+
+def test_a_paused_flow_holds_the_command_back_until_resumed():
+    from asyncmagic.flow import Flow
+
+    async def main():
+        flow = Flow()
+        flow.pause()
+        proc = await start(f"{PY} -c \"print('z' * 999, end='')\" ; head -c 1000000 /dev/zero", flow=flow)
+        with pytest.raises(TimeoutError):  # the pipe is full and not read: the writer blocks
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 0.5)
+        assert not proc.done()
+        flow.resume()
+        result = await proc.wait()
+        assert len(result.stdout) == 999 + 1_000_000
+
+    arun(main())

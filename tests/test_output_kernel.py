@@ -100,6 +100,19 @@ def test_a_100_mb_flood_stays_under_the_rate_limits_and_loses_nothing(kernel: Ke
     assert kernel.eval("_flood.log_path") == path
 
 
+def test_showing_everything_is_paced_and_pauses_the_command(kernel: Kernel):
+    # 4 MB with --max-lines 0: all of it reaches the client, under the rate limits, and the
+    # command is held back (backpressure) instead of the kernel queueing it all in memory.
+    ex = kernel.run(
+        "%arun --max-lines 0 -r _all head -c 4000000 /dev/zero | tr '\\0' y | fold -w 99", timeout=60
+    )
+    worst_bytes, worst_msgs = worst_window(iopub_load(ex))
+    assert worst_bytes < 1_000_000 and worst_msgs < 1000, (worst_bytes, worst_msgs)
+    assert ex.stdout.replace("\n", "") == "y" * 4_000_000
+    # Unpaced, head | tr | fold ends in milliseconds; paused, only once most of it was sent.
+    assert kernel.eval("_all.duration") > 1.0
+
+
 def test_many_commands_together_stay_under_the_rate_limits(kernel: Kernel):
     jobs = "\n".join(f"_f{i} = %arun --bg --max-lines 0 seq 1 200000" for i in range(4))
     ex = kernel.run(jobs + "\nfor _j in (_f0, _f1, _f2, _f3):\n    await _j")
