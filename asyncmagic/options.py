@@ -296,7 +296,11 @@ def parse(parser: argparse.ArgumentParser, text: str) -> argparse.Namespace:
         argv = shlex.split(text)
     except ValueError as exc:
         raise UsageError(f"cannot parse the options: {exc}") from None
-    return parser.parse_intermixed_args(argv)
+    if any(not action.option_strings for action in parser._actions):
+        # Optional positionals mixed with options (``%ajobs wait --replay 1``) need this;
+        # it is slower (it formats the usage on every call), so only then.
+        return parser.parse_intermixed_args(argv)
+    return parser.parse_args(argv)
 
 
 def split_command(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]:

@@ -8,6 +8,7 @@ import html
 import time
 from collections.abc import Iterable
 
+from IPython import get_ipython
 from IPython.display import DisplayHandle, display
 
 from .jobs import Job
@@ -53,28 +54,44 @@ class Elapsed:
         self._context = contextvars.copy_context()
         self._started = time.monotonic()
         self._shown = False
-        self._handle: DisplayHandle = self._context.run(display, StatusLine(""), display_id=True)
-        self._task = asyncio.ensure_future(self._tick())
+        self._handle = DisplayHandle()
+        self._context.run(_placeholder, self._handle.display_id)
+        self._timer = asyncio.get_running_loop().call_later(ELAPSED_AFTER, self._tick)
 
-    async def _tick(self) -> None:
-        await asyncio.sleep(ELAPSED_AFTER)
+    def _tick(self) -> None:
         self._shown = True
-        while True:
-            pid = f" · pid {self.pid}" if self.pid is not None else ""
-            self._update(f"running{pid} · {format_seconds(time.monotonic() - self._started)}")
-            await asyncio.sleep(1.0)
+        pid = f" · pid {self.pid}" if self.pid is not None else ""
+        self._update(f"running{pid} · {format_seconds(time.monotonic() - self._started)}")
+        self._timer = asyncio.get_running_loop().call_later(1.0, self._tick)
 
     def _update(self, text: str) -> None:
         self._context.run(self._handle.update, StatusLine(text))
 
     def stop(self) -> None:
-        self._task.cancel()
+        self._timer.cancel()
 
     def finish(self, result: Result) -> None:
         """Show the final status, if the running line was ever shown."""
         self.stop()
         if self._shown:
             self._update(f"{result.describe()} · {format_seconds(result.duration)}")
+
+
+def _placeholder(display_id: str) -> None:
+    """Display an empty line to fill in later, at the cost of one iopub message.
+
+    Sent straight to iopub where ipykernel is there: ``display()`` first waits for the
+    kernel's output streams to flush, which would add most of a millisecond to every command.
+    """
+    publisher = getattr(get_ipython(), "display_pub", None)
+    session = getattr(publisher, "session", None)
+    if session is None:
+        display(StatusLine(""), display_id=display_id)
+        return
+    content = {"data": {"text/plain": ""}, "metadata": {}, "transient": {"display_id": display_id}}
+    session.send(
+        publisher.pub_socket, "display_data", content, parent=publisher.parent_header, ident=publisher.topic
+    )
 
 
 _COLUMNS = ("id", "command", "pid", "state", "elapsed", "exit", "bytes out")
