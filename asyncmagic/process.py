@@ -408,6 +408,7 @@ async def start(
     err_arg: Any = asyncio.subprocess.PIPE
     if terminal is not None:
         out_arg = err_arg = terminal.slave
+    watchdog.ensure_running()
     started_at = _now()
     with _sigint_default_in_children() as preexec:
         spawn = asyncio.ensure_future(

@@ -25,6 +25,13 @@ _pipe: int | None = None
 _proc: subprocess.Popen[bytes] | None = None
 
 
+def ensure_running() -> None:
+    """Start the watchdog now, if it is not running: called before a spawn, so that
+    :func:`track` right after it is one write, and the window in which a dying owner would
+    leave the new group unregistered is as short as it can be."""
+    _send("")
+
+
 def track(pgid: int) -> None:
     """Register ``pgid``: it is ended if this process dies before calling :func:`untrack`."""
     _send(f"+{pgid}\n")
@@ -49,6 +56,8 @@ def _send(line: str) -> None:
             assert _proc.stdin is not None
             _pipe = _proc.stdin.fileno()
             os.set_inheritable(_pipe, False)
+        if not line:
+            return
         try:
             os.write(_pipe, line.encode())
         except OSError:

@@ -187,7 +187,8 @@ def test_a_hundred_jobs_at_once(kernel: Kernel):
 
 def _kernel_with_job(marker: str) -> Kernel:
     k = Kernel()
-    k.run(f"%load_ext asyncmagic\n_j = %arun --bg -q sleep {marker} & sleep {marker}")
+    k.run("%load_ext asyncmagic")  # its own cell: the next one is awaited, so it returns once started
+    k.run(f"_j = %arun --bg -q sleep {marker} & sleep {marker}")
     k.wait_until(lambda: len(sleeping(marker)) == 2, what="the job's processes")
     return k
 
