@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 from collections.abc import Callable, Sequence
 
 from IPython.display import display
@@ -77,6 +78,13 @@ def _short(command: str, width: int) -> str:
     return command if len(command) <= width else command[: width - 1] + "…"
 
 
+def _bytes_out(result: Result) -> int:
+    """Bytes of output: the log file's size when there is one (the captures may be cut)."""
+    if result.log_path is not None and os.path.exists(result.log_path):
+        return os.path.getsize(result.log_path)
+    return len((result.stdout + result.stderr).encode())
+
+
 class Summary:
     """The table that ends a ``--parallel`` cell, as HTML and as text."""
 
@@ -89,7 +97,7 @@ class Summary:
                 "ok" if r.ok else r.describe(),
                 str(r.returncode),
                 format_seconds(r.duration),
-                f"{len((r.stdout + r.stderr).encode()):,}",
+                f"{_bytes_out(r):,}",
             )
             for r in results
         ]
