@@ -312,16 +312,23 @@ class Process:
         return self._result()
 
     async def _wait_eof(self) -> None:
+        """Wait for end-of-file on the output, but not for a holder outside the group.
+
+        While a slow consumer holds the reading paused (:mod:`asyncmagic.flow`) the wait
+        goes on: the rest of the output is in the pipe, and EOF comes once it is read.
+        """
         if all(eof.done() for eof in self._pump.eof.values()):
             return
         eofs = asyncio.gather(*self._pump.eof.values())
         while True:
             done, _ = await asyncio.wait([eofs], timeout=EOF_AFTER_GROUP_GONE)
-            if done or not group_alive(self.pgid):
+            if done or not (group_alive(self.pgid) or (self._flow is not None and self._flow.paused)):
                 break
         if not eofs.done():
             eofs.cancel()
             await asyncio.wait([eofs], timeout=EOF_AFTER_GROUP_GONE)
+            if eofs.done() and not eofs.cancelled():
+                eofs.exception()  # retrieved: a cancelled gather would be logged as unhandled
 
     def _result(self) -> Result:
         returncode = self._transport.get_returncode()
@@ -458,6 +465,7 @@ async def start(
     proc._stopping = None
     proc._feed_error = None
     proc._terminal = terminal
+    proc._flow = flow
     proc._timer = loop.call_later(timeout, proc._on_timeout) if timeout is not None else None
     proc._feeder = asyncio.ensure_future(proc._feed(input)) if input is not None else None
     proc._finished = asyncio.ensure_future(proc._finish())

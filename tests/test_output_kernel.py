@@ -113,6 +113,19 @@ def test_showing_everything_is_paced_and_pauses_the_command(kernel: Kernel):
     assert kernel.eval("_all.duration") > 1.0
 
 
+def test_a_paused_pipeline_still_delivers_its_last_output(kernel: Kernel):
+    # Long enough that the stages exit while their pipes are paused: the end of the output
+    # is still in the pipes, and must be read once reading resumes (nor may a cancelled
+    # wait leak an "exception was never retrieved" into the cell).
+    ex = kernel.run(
+        "%apipe --max-lines 0 head -c 10000000 /dev/zero | tr '\\0' y | fold -w 99\n"
+        "import gc; _ = gc.collect()",  # an unretrieved exception is logged when collected
+        timeout=90,
+    )
+    assert ex.stdout.replace("\n", "") == "y" * 10_000_000
+    assert ex.stderr == ""
+
+
 def test_many_commands_together_stay_under_the_rate_limits(kernel: Kernel):
     jobs = "\n".join(f"_f{i} = %arun --bg --max-lines 0 seq 1 200000" for i in range(4))
     ex = kernel.run(jobs + "\nfor _j in (_f0, _f1, _f2, _f3):\n    await _j")
