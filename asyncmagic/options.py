@@ -171,6 +171,17 @@ class RunSettings:
     parallel: int = 0
     """With --parallel: how many commands at once; 0 without it."""
 
+    def engine_options(self) -> dict[str, Any]:
+        """What every engine start takes from these settings (``start()``, ``start_pipeline()``)."""
+        return {
+            "timeout": self.timeout,
+            "grace": self.grace,
+            "input": self.input,
+            "cwd": self.cwd,
+            "env": self.env,
+            "capture_limit": self.capture_limit,
+        }
+
 
 def settings(
     args: argparse.Namespace,
