@@ -48,7 +48,7 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
     indicator = Elapsed() if not run.quiet and _in_notebook() else None
     live = live_output(run)
     try:
-        runner = await _launch(launch, live)
+        runner = await start_runner(launch, live, getattr(live, "flow", None))
         if indicator is not None:
             indicator.pid = getattr(runner, "pid", None)
         try:
@@ -68,10 +68,10 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
     return result
 
 
-async def _launch(launch: Launch, live: OutputCallback | None) -> Runner:
+async def start_runner(launch: Launch, on_output: OutputCallback | None, flow: Flow | None) -> Runner:
     """Start, turning a missing or non-executable program into a one-line UsageError."""
     try:
-        return await launch(live, getattr(live, "flow", None))
+        return await launch(on_output, flow)
     except FileNotFoundError as exc:
         raise UsageError(f"cannot start {exc.filename}: no such file or directory") from None
     except PermissionError as exc:

@@ -8,12 +8,9 @@ loop stays free. Both build the same coroutine.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Coroutine
-from datetime import datetime, timezone
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -22,17 +19,16 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Bool, Float, Int, Unicode
 
-from . import awaiting, pipesyntax
+from . import awaiting, parallel, pipesyntax
 from .background import Background
 from .flow import Flow
 from .foreground import Launch, run_for_cell
 from .jobs import Job
 from .options import RunSettings, parse, run_options, settings, split_command
-from .parallel import ParallelError, run_parallel
 from .pipeline import Pipeline, start_pipeline
 from .pipesyntax import PipelineSpec
 from .process import OutputCallback, Process, default_shell, start
-from .result import CommandError, Result
+from .result import CommandError
 from .status import JobsView, status_text
 
 
@@ -140,34 +136,14 @@ class AsyncMagics(Magics):
         return await self._arun(command, run, value=value)
 
     async def _arun(self, command: str, run: RunSettings, *, value: bool) -> Any:
-        if run.parallel:
-            return await self._arun_parallel(command, run, value=value)
-        result = await run_for_cell(self._command_launcher(command, run), run, self.shell.user_ns)
-        return result if value else None
-
-    async def _arun_parallel(self, cell: str, run: RunSettings, *, value: bool) -> Any:
-        lines = [line.strip() for line in cell.splitlines() if line.strip()]
-        if not lines:
-            raise UsageError("--parallel needs commands: one per line of the cell")
-
-        started_at = datetime.now(timezone.utc)
-        try:
-            results = await run_parallel(lines, run, lambda command: self._command_launcher(command, run))
-        except asyncio.CancelledError:
-            raise CommandError(_interrupted(" & ".join(lines), started_at)) from None
         namespace = self.shell.user_ns
-        if run.out:
-            namespace[run.out] = "".join(r.stdout for r in results)
-        if run.err:
-            namespace[run.err] = "".join(r.stderr for r in results)
-        if run.result:
-            namespace[run.result] = results
-        if any(not r.ok for r in results):
-            error = ParallelError(results)
-            if run.raise_on_error:
-                raise error
-            print(error, file=sys.stderr)
-        return results if value else None
+        if run.parallel:
+            results = await parallel.run_for_cell(
+                command, run, lambda line: self._command_launcher(line, run), namespace
+            )
+            return results if value else None
+        result = await run_for_cell(self._command_launcher(command, run), run, namespace)
+        return result if value else None
 
     def _start_job(self, command: str, run: RunSettings) -> Job:
         return self.background.start(command, self._command_launcher(command, run), run, self.shell.user_ns)
@@ -190,16 +166,11 @@ class AsyncMagics(Magics):
             return start(
                 command,
                 shell=shell,
-                timeout=run.timeout,
-                grace=run.grace,
-                input=run.input,
                 stdin="pipe" if run.interactive else None,
                 pty=run.pty,
-                cwd=run.cwd,
-                env=run.env,
                 on_output=on_output,
                 flow=flow,
-                capture_limit=run.capture_limit,
+                **run.engine_options(),
             )
 
         return launch
@@ -320,33 +291,15 @@ def _pipeline_launcher(spec: PipelineSpec, run: RunSettings) -> Launch:
     def launch(on_output: OutputCallback | None, flow: Flow | None) -> Awaitable[Pipeline]:
         return start_pipeline(
             spec.stages,
-            timeout=run.timeout,
-            grace=run.grace,
-            input=run.input,
             stdin_path=spec.stdin_path,
             stdout_path=spec.stdout_path,
             append=spec.append,
-            cwd=run.cwd,
-            env=run.env,
             on_output=on_output,
             flow=flow,
-            capture_limit=run.capture_limit,
+            **run.engine_options(),
         )
 
     return launch
-
-
-def _interrupted(command: str, started_at: datetime) -> Result:
-    """The Result an interrupted ``--parallel`` cell raises with (each command's is in the summary)."""
-    return Result(
-        command=command,
-        returncode=-signal.SIGINT,
-        stdout="",
-        stderr="",
-        started_at=started_at,
-        finished_at=datetime.now(timezone.utc),
-        ended="interrupted",
-    )
 
 
 async def _started(job: Job) -> None:

@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import html
 import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.display import display
 
-from .foreground import Launch, live_output
+from .foreground import Launch, live_output, start_runner
 from .options import RunSettings
 from .output import LineLabels
-from .process import Process
 from .result import CommandError, Result, format_seconds
 
 Launcher = Callable[[str], Launch]
@@ -41,36 +45,79 @@ class ParallelError(CommandError):
         return self.args[0]
 
 
+async def run_for_cell(
+    cell: str, run: RunSettings, launcher: Launcher, namespace: dict[str, Any]
+) -> list[Result]:
+    """``%%arun --parallel``: run the cell's lines, store the captures, raise once for failures."""
+    lines = [line.strip() for line in cell.splitlines() if line.strip()]
+    if not lines:
+        raise UsageError("--parallel needs commands: one per line of the cell")
+    started_at = datetime.now(timezone.utc)
+    try:
+        results = await run_parallel(lines, run, launcher)
+    except asyncio.CancelledError:
+        raise CommandError(_interrupted(" & ".join(lines), started_at)) from None
+    if run.out:
+        namespace[run.out] = "".join(r.stdout for r in results)
+    if run.err:
+        namespace[run.err] = "".join(r.stderr for r in results)
+    if run.result:
+        namespace[run.result] = results
+    if any(not r.ok for r in results):
+        error = ParallelError(results)
+        if run.raise_on_error:
+            raise error
+        print(error, file=sys.stderr)
+    return results
+
+
 async def run_parallel(lines: Sequence[str], run: RunSettings, launcher: Launcher) -> list[Result]:
-    """Run each of ``lines`` (``launcher(line)`` starts it), ``run.parallel`` at most at once."""
+    """Run each of ``lines`` (``launcher(line)`` starts it), ``run.parallel`` at most at once.
+
+    If the cell is interrupted, or a line cannot start, every command already running is
+    ended (each task ends its own process when cancelled, so none is missed mid-spawn).
+    """
     live = live_output(run)
     gate = asyncio.Semaphore(run.parallel)
-    procs: dict[int, Process] = {}
 
-    async def one(index: int, command: str) -> Result:
+    async def one(command: str) -> Result:
         async with gate:
             sink = None
             if live is not None:
                 label = f"[{_short(command, 30)}] "
                 sink = LineLabels(live, {"stdout": label, "stderr": label})
-            procs[index] = await launcher(command)(sink, getattr(live, "flow", None))
-            return await procs[index].wait()
+            proc = await start_runner(launcher(command), sink, getattr(live, "flow", None))
+            try:
+                return await proc.wait()
+            except asyncio.CancelledError:
+                return await proc.interrupt()
 
-    tasks = [asyncio.ensure_future(one(i, line)) for i, line in enumerate(lines)]
+    tasks = [asyncio.ensure_future(one(line)) for line in lines]
     try:
-        results = await asyncio.gather(*tasks)
-    except asyncio.CancelledError:
+        await asyncio.gather(*tasks)
+    except BaseException:
         for task in tasks:
             task.cancel()
-        stopped = await asyncio.gather(*(proc.interrupt() for proc in procs.values()))
+        await asyncio.wait(tasks)
+        raise
+    finally:
         if live is not None:
             await live.aclose()
-        display(Summary(stopped))
-        raise
-    if live is not None:
-        await live.aclose()
-    display(Summary(results))
-    return list(results)
+        display(Summary([t.result() for t in tasks if not t.cancelled() and t.exception() is None]))
+    return [task.result() for task in tasks]
+
+
+def _interrupted(command: str, started_at: datetime) -> Result:
+    """The Result an interrupted cell raises with (each command's is in the summary)."""
+    return Result(
+        command=command,
+        returncode=-signal.SIGINT,
+        stdout="",
+        stderr="",
+        started_at=started_at,
+        finished_at=datetime.now(timezone.utc),
+        ended="interrupted",
+    )
 
 
 def _short(command: str, width: int) -> str:
