@@ -33,8 +33,7 @@ class Background:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.jobs = JobTable()
-        self._seen: dict[int, int | None] = {}  # job id -> chunks the starting cell received
-        self._chunks: dict[int, list[tuple[str, str]]] = {}
+        self._seen: dict[int, int | None] = {}  # job id -> transcript chunks its cell received
         self._raise: dict[int, bool] = {}
         self._quiet: set[int] = set()
         shell.events.register("post_run_cell", self._cell_finished)
@@ -54,10 +53,7 @@ class Background:
         context = contextvars.copy_context()
 
         async def starting(job: Job) -> Runner:
-            chunks = self._chunks[job.id]
-
             def on_output(stream: str, text: str) -> None:
-                chunks.append((stream, text))
                 job.record(stream, text)
                 if live is not None:
                     live(stream, text)
@@ -74,7 +70,6 @@ class Background:
             return runner
 
         job = context.run(self.jobs.start, command, starting, _loop())
-        self._chunks[job.id] = []
         self._seen[job.id] = None
         self._raise[job.id] = run.raise_on_error
         if run.quiet:
@@ -112,22 +107,26 @@ class Background:
             print(status_text(job), file=sys.stdout if result.ok else sys.stderr, flush=True)
 
     def _cell_finished(self, *args: Any) -> None:
-        for job_id, seen in self._seen.items():
-            if seen is None:
-                self._seen[job_id] = len(self._chunks[job_id])
+        for job in self.jobs:
+            if job.id in self._seen and self._seen[job.id] is None:
+                self._seen[job.id] = job.transcript.end
 
     def replay(self, job: Job, *, whole: bool = False) -> None:
         """Print the job's output that its cell's client may not have received (or all of it)."""
-        chunks = self._chunks.get(job.id, [])
         seen = 0 if whole else self._seen.get(job.id)
         if seen is None:
             return  # still in the starting cell: everything went there live
-        for stream, text in chunks[seen:]:
+        chunks, cut = job.transcript.chunks_since(seen)
+        if cut:
+            log = job.result.log_path if job.result is not None else None
+            where = f"full output: {log}" if log else "job.stdout keeps its head and tail"
+            print(f"… the job's earlier output is not kept for replay; {where}", file=sys.stderr)
+        for stream, text in chunks:
             (sys.stderr if stream == "stderr" else sys.stdout).write(text)
         sys.stdout.flush()
         sys.stderr.flush()
         if not whole:
-            self._seen[job.id] = len(chunks)
+            self._seen[job.id] = job.transcript.end
 
     def _after_wait(self, job: Job) -> None:
         if job.id not in self._quiet:

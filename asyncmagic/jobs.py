@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any
 
@@ -18,6 +19,51 @@ from .result import Result
 
 Running = Process | Pipeline
 """What a job runs: one command or a pipeline."""
+
+TRANSCRIPT_LIMIT = 2_000_000
+"""Characters of a job's latest output kept for ``expect`` and replay (the Result keeps
+its captures, and the log file every byte)."""
+
+
+class Transcript:
+    """A job's latest output, both streams in arrival order, at most ``limit`` characters.
+
+    Positions are absolute: ``end`` counts every chunk ever added, ``dropped_chars`` every
+    character let go, so a reader can hold a place while the oldest chunks are dropped.
+    """
+
+    def __init__(self, limit: int = TRANSCRIPT_LIMIT) -> None:
+        self.limit = limit
+        self._chunks: deque[tuple[str, str]] = deque()
+        self._first = 0  # absolute index of _chunks[0]
+        self._chars = 0
+        self.dropped_chars = 0
+
+    def append(self, stream: str, text: str) -> None:
+        self._chunks.append((stream, text))
+        self._chars += len(text)
+        while self._chars > self.limit and len(self._chunks) > 1:
+            _, old = self._chunks.popleft()
+            self._first += 1
+            self._chars -= len(old)
+            self.dropped_chars += len(old)
+
+    @property
+    def end(self) -> int:
+        """The absolute index of the next chunk."""
+        return self._first + len(self._chunks)
+
+    def chunks_since(self, index: int) -> tuple[list[tuple[str, str]], bool]:
+        """The chunks from absolute ``index`` on, and whether some of them were dropped."""
+        skip = max(index - self._first, 0)
+        return list(self._chunks)[skip:], index < self._first
+
+    def text_since(self, offset: int) -> tuple[str, int]:
+        """The text from absolute character ``offset`` on (or from the oldest kept), and
+        the absolute offset it starts at."""
+        start = max(offset, self.dropped_chars)
+        text = "".join(t for _, t in self._chunks)
+        return text[start - self.dropped_chars :], start
 
 
 class Job:
@@ -37,7 +83,7 @@ class Job:
         self.id = job_id
         self.command = command
         self.created = time.monotonic()
-        self.transcript: list[str] = []
+        self.transcript = Transcript()
         self.bytes_out = 0
         self.on_wait: Callable[[Job], None] | None = None
         self.follower: asyncio.Future[None] | None = None
@@ -48,7 +94,7 @@ class Job:
 
     def record(self, stream: str, text: str) -> None:
         """Output hook: keep the transcript (both streams, in arrival order) for ``expect``."""
-        self.transcript.append(text)
+        self.transcript.append(stream, text)
         self.bytes_out += len(text.encode())
         self._grew.set()
 
@@ -144,22 +190,20 @@ class Job:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            seen = "".join(self.transcript)
-            match = regex.search(seen, self._expect_at)
+            seen, base = self.transcript.text_since(self._expect_at)
+            match = regex.search(seen)
             if match:
-                start, self._expect_at = self._expect_at, match.end()
-                return seen[start : match.end()]
+                self._expect_at = base + match.end()
+                return seen[: match.end()]
             if self.done():
                 raise EOFError(
-                    f"job {self.id} ended before {regex.pattern!r}; after the last expect: "
-                    f"{seen[self._expect_at :][-500:]!r}"
+                    f"job {self.id} ended before {regex.pattern!r}; after the last expect: {seen[-500:]!r}"
                 )
             self._grew.clear()
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError(
-                    f"{regex.pattern!r} not seen in {timeout} s; after the last expect: "
-                    f"{seen[self._expect_at :][-500:]!r}"
+                    f"{regex.pattern!r} not seen in {timeout} s; after the last expect: {seen[-500:]!r}"
                 )
             try:
                 await asyncio.wait_for(self._grew.wait(), left)

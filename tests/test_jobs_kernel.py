@@ -250,3 +250,16 @@ def test_headless_run_gets_late_output_where_the_job_is_awaited(tmp_path: Path):
     assert "late" not in text(nb.cells[1]) and "late" in text(nb.cells[2])
     assert text(nb.cells[1]) + text(nb.cells[2]) == "early\nlate\n"
     assert text(nb.cells[3]).startswith("early\nlate\n") and "exit 0" in text(nb.cells[3])
+
+
+def test_a_job_with_huge_output_keeps_only_its_latest_in_memory(kernel: Kernel):
+    rss = "int(open('/proc/self/statm').read().split()[1]) * __import__('os').sysconf('SC_PAGE_SIZE')"
+    kernel.run(f"_rss0 = {rss}")
+    kernel.run("_big = %arun --bg -q yes | head -c 200000000; echo the-end")
+    kernel.run("_r = await _big")
+    assert kernel.eval(f"({rss} - _rss0) // 2**20") <= 50
+    assert kernel.eval("await _big.expect('the-end', timeout=1)").endswith("the-end")  # the latest is kept
+    replay = kernel.run("%ajobs wait --replay " + str(kernel.eval("_big.id")))
+    assert replay.stderr.startswith("… the job's earlier output is not kept for replay; full output: /tmp/")
+    assert "y\nthe-end\n" in replay.stdout and len(replay.stdout) <= 2_000_100
+    kernel.run("del _big, _r")
