@@ -177,6 +177,17 @@ def test_pty_gives_the_child_a_terminal(kernel: Kernel):
     assert ex.stdout == "to-err\n" and kernel.eval("_p.stderr") == ""
 
 
+def test_pty_commands_end_on_timeout_and_interrupt(kernel: Kernel, marker: str):
+    from kernel import processes_with, sleeping
+
+    ex = kernel.execute(f"%arun --pty -t 0.5 sleep {marker} & sleep {marker}")
+    assert "timed out after 0.5 s" in ex.error["evalue"] and processes_with(marker) == []
+    ex = kernel.execute(
+        f"%arun --pty sleep {marker} & sleep {marker}", interrupt_when=lambda ex: len(sleeping(marker)) == 2
+    )
+    assert "interrupted" in ex.error["evalue"] and processes_with(marker) == []
+
+
 def test_parallel_runs_lines_together_and_sums_up(kernel: Kernel):
     # -j 3: the default is the CPU count, 2 on the CI machine, which would run two, then one.
     ex = kernel.run(
