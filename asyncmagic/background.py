@@ -15,7 +15,7 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
-from .foreground import Launch, Runner, live_output
+from .foreground import Launch, Runner, live_output, start_runner
 from .jobs import Job, JobTable
 from .options import RunSettings
 from .output import LiveOutput
@@ -33,6 +33,8 @@ class Background:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.jobs = JobTable()
+        self.loop = _loop()
+        """The loop jobs run on, found once: a job started from another thread runs here too."""
         self._seen: dict[int, int | None] = {}  # job id -> transcript chunks its cell received
         self._raise: dict[int, bool] = {}
         self._quiet: set[int] = set()
@@ -61,7 +63,7 @@ class Background:
             # The status line goes first, above any output, so it never splits the output.
             handle = display(StatusLine(status_text(job)), display_id=True) if notebook else None
             try:
-                runner = await launch(on_output, getattr(live, "flow", None))
+                runner = await start_runner(launch, on_output, getattr(live, "flow", None))
             except BaseException:
                 if handle is not None:
                     handle.update(StatusLine(f"[job {job.id}] failed to start"))
@@ -69,7 +71,7 @@ class Background:
             job.follower = asyncio.ensure_future(self._follow(job, runner, run, namespace, live, handle))
             return runner
 
-        job = context.run(self.jobs.start, command, starting, _loop())
+        job = context.run(self.jobs.start, command, starting, self.loop)
         self._seen[job.id] = None
         self._raise[job.id] = run.raise_on_error
         if run.quiet:

@@ -112,7 +112,8 @@ class Capture:
         if excess > 0:
             cut, tail[0] = tail[0][:excess], tail[0][excess:]
             lines, chars, mid_line = lines + cut.count("\n"), chars + len(cut), not cut.endswith("\n")
-        while mid_line and tail:  # start the tail on a whole line
+        # Start the tail on a whole line, when it has one: one huge line keeps its end.
+        while mid_line and tail and any("\n" in piece for piece in tail):
             cut = tail[0].find("\n")
             if cut < 0:
                 chars += len(tail.pop(0))
@@ -132,6 +133,8 @@ class Capture:
 def notice(lines: int, chars: int, log_path: str | None) -> str:
     """``… 1,234,567 lines (98 MB) not shown; full output: /tmp/asyncmagic-…/3.log``"""
     where = f"full output: {log_path}" if log_path else "full output in the Result"
+    if lines == 0:
+        return f"… {human_size(chars)} not shown; {where}"
     return f"… {lines:,} lines ({human_size(chars)}) not shown; {where}"
 
 
@@ -144,15 +147,24 @@ def human_size(n: float) -> str:
 
 
 _counter = 0
+_log_dir: str | None = None
 
 
 def log_dir() -> str:
-    """This process's folder for output logs, made on first use, removed at exit."""
-    path = os.path.join(tempfile.gettempdir(), f"asyncmagic-{os.getpid()}")
-    if not os.path.isdir(path):
-        os.makedirs(path, exist_ok=True)
-        atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
+    """This process's folder for output logs: made fresh on first use (``mkdtemp``: mode
+    0700, an unpredictable name, never an existing folder), removed at exit."""
+    global _log_dir
+    if _log_dir is None or not os.path.isdir(_log_dir):
+        _log_dir = tempfile.mkdtemp(prefix=f"asyncmagic-{os.getpid()}-")
+        atexit.register(shutil.rmtree, _log_dir, ignore_errors=True)
+    return _log_dir
+
+
+def create_private(path: str) -> BinaryIO:
+    """Open a new file at ``path`` for writing, mode 0600; never through a symlink, never
+    over an existing file (command output can hold secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 class Spill:
@@ -179,9 +191,14 @@ class Spill:
         """Move everything to the log file (if not yet) and return its path."""
         global _counter
         if self.path is None:
-            _counter += 1
-            self.path = os.path.join(log_dir(), f"{_counter}.log")
-            self._file = open(self.path, "wb")
+            while self._file is None:
+                _counter += 1
+                path = os.path.join(log_dir(), f"{_counter}.log")
+                try:
+                    self._file = create_private(path)
+                except FileExistsError:  # taken (or planted): never reused, never followed
+                    continue
+                self.path = path
             self._file.writelines(self._memory)
             self._memory = []
             if self._closed:

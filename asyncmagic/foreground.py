@@ -8,6 +8,7 @@ process tree, stores the captures in the user's variables, and applies the error
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -69,13 +70,22 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
 
 
 async def start_runner(launch: Launch, on_output: OutputCallback | None, flow: Flow | None) -> Runner:
-    """Start, turning a missing or non-executable program into a one-line UsageError."""
+    """Start, turning every error of starting into a one-line UsageError."""
     try:
         return await launch(on_output, flow)
-    except FileNotFoundError as exc:
-        raise UsageError(f"cannot start {exc.filename}: no such file or directory") from None
-    except PermissionError as exc:
-        raise UsageError(f"cannot start {exc.filename}: permission denied") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise start_error(exc) from None
+
+
+def start_error(exc: BaseException) -> UsageError:
+    """One line for a command that could not start: what, and why."""
+    if isinstance(exc, OSError):
+        what = f"cannot start {exc.filename}" if exc.filename else "cannot start the command"
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.E2BIG:
+            why = "its arguments are longer than Linux allows (E2BIG: 128 KiB one, 2 MiB in all)"
+        return UsageError(f"{what}: {why[:1].lower() + why[1:]}")
+    return UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def live_output(run: RunSettings) -> LiveOutput | SplitView | None:

@@ -90,7 +90,28 @@ class Job:
         self._expect_at = 0
         self._grew = asyncio.Event()
         self._process: Running | None = None
-        self._starting = loop.create_task(self._start(starting))
+        self._starting: asyncio.Future[Running] = loop.create_future()
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop or not loop.is_running():
+            self._begin(starting)
+        else:  # another thread: the loop's own objects are touched only on the loop
+            loop.call_soon_threadsafe(self._begin, starting)
+
+    def _begin(self, starting: Callable[[Job], Coroutine[Any, Any, Running]]) -> None:
+        task = self._starting.get_loop().create_task(self._start(starting))
+
+        def settle(done: asyncio.Task[Running]) -> None:
+            if done.cancelled():
+                self._starting.cancel()
+            elif done.exception() is not None:
+                self._starting.set_exception(done.exception())  # type: ignore[arg-type]
+            else:
+                self._starting.set_result(done.result())
+
+        task.add_done_callback(settle)
 
     def record(self, stream: str, text: str) -> None:
         """Output hook: keep the transcript (both streams, in arrival order) for ``expect``."""
@@ -171,6 +192,13 @@ class Job:
         """End the job's whole process group: SIGTERM, then SIGKILL after ``grace``."""
         proc = await self.process()
         return await proc.stop("killed", grace=grace)
+
+    def kill_now(self, grace: float | None = None) -> None:
+        """End the job's whole tree, blocking: for synchronous code while the job's loop
+        cannot run (a magic inside a ``def``, ``%autoawait off``). The Result follows once
+        the loop runs again."""
+        if self._process is not None and not self._process.done():
+            self._process.stop_now(grace)
 
     async def send(self, text: str | bytes) -> None:
         """Write to the job's stdin (``--interactive``) and wait until it is taken."""

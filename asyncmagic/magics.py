@@ -8,6 +8,7 @@ loop stays free. Both build the same coroutine.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Coroutine
@@ -103,6 +104,17 @@ class AsyncMagics(Magics):
                                        could not show, raise if a job failed
             %ajobs clear               forget finished jobs
         """
+        loop = self.background.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # a synchronous call on the jobs' own loop, which it blocks
+            return self._ajobs_blocking(line)
+        if running is None and loop.is_running():  # another thread
+            return asyncio.run_coroutine_threadsafe(self._ajobs(line), loop).result()
+        if running is None:
+            return loop.run_until_complete(self._ajobs(line))
         return awaiting.run_blocking(self._ajobs(line))
 
     def awaitable(self, name: str, line: str, cell: str | None, *, value: bool) -> Coroutine[Any, Any, Any]:
@@ -247,14 +259,35 @@ class AsyncMagics(Magics):
 
     # -- %ajobs --------------------------------------------------------------------------
 
-    async def _ajobs(self, line: str) -> None:
+    def _ajobs_blocking(self, line: str) -> None:
+        """``%ajobs`` where the jobs' loop cannot run (inside a ``def``, ``%autoawait off``):
+        list, clear and kill work (kill blocks through the escalation); wait cannot."""
         args = parse(self.ajobs.parser, line)
+        if self._ajobs_now(args):
+            return
+        if args.action == "wait":
+            raise UsageError(
+                "%ajobs wait needs the kernel's event loop, which this call blocks: "
+                "run it at the top level of a cell (with %autoawait on), or await job"
+            )
+        for job in self._targets(args.target):
+            job.kill_now()
+            print(f"[job {job.id}] killed: {job.command[:60]}")
+
+    def _ajobs_now(self, args: Any) -> bool:
+        """list and clear, which need no waiting; True if ``args`` was one of them."""
         table = self.background.jobs
         if args.action == "list":
             display(JobsView(table))
-            return
+            return True
         if args.action == "clear":
             print(f"forgot {table.clear()} finished job(s)")
+            return True
+        return False
+
+    async def _ajobs(self, line: str) -> None:
+        args = parse(self.ajobs.parser, line)
+        if self._ajobs_now(args):
             return
         jobs = self._targets(args.target)
         if args.action == "kill":

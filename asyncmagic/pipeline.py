@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import errno
 import inspect
 import os
 import signal
@@ -23,9 +24,10 @@ from typing import Any
 
 from .capture import Capture, Spill
 from .flow import Flow
-from .process import OutputCallback, start
+from .process import EOF_AFTER_GROUP_GONE, OutputCallback, start
 from .result import Ended, Result
-from .stdin import InputSource, byte_chunks, check_source
+from .stopping import end_groups_now
+from .stdin import InputSource, byte_chunks, check_source, input_failed
 
 READ_CHUNK = 256 * 1024
 
@@ -68,7 +70,7 @@ class Pipeline:
 
     def __init__(self, *, _token: object) -> None:
         if _token is not _TOKEN:
-            raise TypeError("use asyncmagic.start_pipeline() to start a pipeline")
+            raise TypeError("use asyncmagic.pipeline.start_pipeline() to start a pipeline")
 
     @property
     def pid(self) -> int | None:
@@ -101,11 +103,24 @@ class Pipeline:
         return await asyncio.shield(self._finished)
 
     async def stop(self, ended: Ended = "killed", *, grace: float | None = None) -> Result:
-        """End every stage (processes with their whole trees) and return the Result."""
-        if self._ended is None and not self._finished.done():
-            self._ended = ended
+        """End every stage (processes with their whole trees) and return the Result.
+
+        The first reason is kept; a stop after an internal one (a Python stage failed, the
+        input raised) still reaches every stage, including one started since.
+        """
+        if not self._finished.done():
+            if self._ended is None:
+                self._ended = ended
             self._halt(ended, grace)
         return await self.wait()
+
+    def stop_now(self, grace: float | None = None) -> None:
+        """End every process stage now, blocking (see :meth:`Process.stop_now`)."""
+        if self._ended is None:
+            self._ended = "killed"
+        for proc in self._procs.values():
+            proc._mark_stopped("killed")
+        end_groups_now({p.pgid: p._grace if grace is None else grace for p in self._procs.values()})
 
     async def interrupt(self) -> Result:
         return await self.stop("interrupted")
@@ -119,6 +134,8 @@ class Pipeline:
     # -- inside ------------------------------------------------------------------------
 
     def _halt(self, ended: Ended, grace: float | None) -> None:
+        """Stop every stage started so far; a stage started later is stopped as it starts."""
+        self._halted = (ended, grace)
         for proc in self._procs.values():
             self._stops.append(asyncio.ensure_future(proc.stop(ended, grace=grace)))
         for task in self._py_tasks.values():
@@ -132,6 +149,13 @@ class Pipeline:
         self._spill.write(text.encode())
         if self._on_output is not None:
             self._on_output(stream, text)
+
+    def _input_failed(self, error: BaseException) -> None:
+        """The input source raised: end every stage; the Result says why."""
+        self._input_error = error
+        if self._ended is None:
+            self._ended = "killed"
+        self._halt("killed", None)
 
     def _stage_failed(self, index: int, error: BaseException) -> None:
         """A Python stage raised: show its error, end the others, keep it as the pipeline's."""
@@ -149,7 +173,9 @@ class Pipeline:
             for index, task in self._py_tasks.items():
                 results[index] = await _py_result(task, self.stages[index], self._started_at)
             if self._reader is not None:
-                await self._reader
+                await self._read_to_end()
+            if self._feeder is not None:
+                await asyncio.wait([self._feeder])
             for stop in self._stops:
                 await stop
         finally:
@@ -162,6 +188,23 @@ class Pipeline:
             self._spill.materialize()
         self._spill.close()
         return self._result([results[i] for i in range(len(self.stages))])
+
+    async def _read_to_end(self) -> None:
+        """Read the last pipe to its end, but not for a holder that is no stage of ours.
+
+        Every stage has ended here; a process that left the group (``setsid``) or a Python
+        thread we stopped waiting for may still hold the pipe. As in the process engine, we
+        keep reading while output arrives or a slow display holds the reading paused, then
+        close it (a thread still writing then gets a broken pipe and ends).
+        """
+        assert self._reader is not None
+        while True:
+            done, _ = await asyncio.wait([self._reader], timeout=EOF_AFTER_GROUP_GONE)
+            if done or not (self._flow is not None and self._flow.paused):
+                break
+        if not self._reader.done():
+            self._reader.cancel()
+            await asyncio.wait([self._reader])
 
     def _result(self, stages: list[Result]) -> Result:
         stages = [replace(r, command=f"{i} {self.stages[i - 1]}") for i, r in enumerate(stages, 1)]
@@ -190,6 +233,7 @@ class Pipeline:
             pid=self.pid,
             log_path=self._spill.path,
             stages=tuple(stages),
+            error=None if self._input_error is None else input_failed(self._input_error),
         )
 
     def _on_timeout(self) -> None:
@@ -227,6 +271,8 @@ async def start_pipeline(
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
     if input is not None:
+        if stdin_path is not None:
+            raise ValueError("give input= or stdin_path=, not both")
         check_source(input)
     loop = asyncio.get_running_loop()
     pipe = Pipeline(_token=_TOKEN)
@@ -241,6 +287,9 @@ async def start_pipeline(
     pipe._started_at = _now()
     pipe._reader = None
     pipe._feeder = None
+    pipe._flow = flow
+    pipe._halted = None
+    pipe._input_error = None
     pipe._labels = {
         i: _Labeller(i + 1, str(s) if isinstance(s, PyStage) else s.name, pipe._emit)
         for i, s in enumerate(stages)
@@ -251,7 +300,7 @@ async def start_pipeline(
     fds: list[int] = []
     try:
         stdin_fd = _open_input(stdin_path, fds)
-        stdout_fd = _open_output(stdout_path, append, fds)
+        stdout_fd = await _open_output(stdout_path, append, fds)
         reads: list[int | None] = [stdin_fd]
         writes: list[int | None] = []
         for _ in range(len(stages) - 1):
@@ -293,6 +342,8 @@ async def start_pipeline(
                 )
                 pipe._procs[index] = proc
                 _close(fds, (reads[index], writes[index]))
+                if pipe._halted is not None:  # a stage before it failed while it started
+                    pipe._halt(*pipe._halted)
             else:
                 read_fd, write_fd = reads[index], writes[index]
                 for fd in (read_fd, write_fd):
@@ -310,7 +361,7 @@ async def start_pipeline(
     pipe._kernel_fds = fds  # what is left: the feeder's and the reader's ends
     if feeder_fd is not None:
         fds.remove(feeder_fd)
-        pipe._feeder = asyncio.ensure_future(_feed(input, feeder_fd))
+        pipe._feeder = asyncio.ensure_future(_feed(input, feeder_fd, pipe._input_failed))
     if last_read is not None:
         fds.remove(last_read)
         pipe._reader = asyncio.ensure_future(_read(last_read, pipe._emit, flow))
@@ -340,11 +391,25 @@ def _open_input(path: str | os.PathLike[str] | None, fds: list[int]) -> int | No
     return fd
 
 
-def _open_output(path: str | os.PathLike[str] | None, append: bool, fds: list[int]) -> int | None:
+FIFO_POLL = 0.05
+"""Seconds between two tries to open a FIFO for writing while it has no reader."""
+
+
+async def _open_output(path: str | os.PathLike[str] | None, append: bool, fds: list[int]) -> int | None:
+    """Open the ``>`` file. A FIFO waits for its reader as in a shell, but on the loop's
+    terms: a blocking ``open`` would freeze the loop, so we retry a non-blocking one."""
     if path is None:
         return None
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags, 0o666)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_APPEND if append else os.O_TRUNC)
+    while True:
+        try:
+            fd = os.open(path, flags, 0o666)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: a FIFO that no one reads yet
+                raise
+        await asyncio.sleep(FIFO_POLL)
+    os.set_blocking(fd, True)
     fds.append(fd)
     return fd
 
@@ -361,8 +426,12 @@ def _close(fds: list[int], which: Iterable[int | None] | None = None) -> None:
             pass
 
 
-async def _feed(source: InputSource, fd: int) -> None:
-    """Write ``source`` into the first stage's stdin pipe, with back-pressure."""
+async def _feed(source: InputSource, fd: int, failed: Callable[[BaseException], None]) -> None:
+    """Write ``source`` into the first stage's stdin pipe, with back-pressure.
+
+    An error of the source goes to ``failed`` (it ends the pipeline), never out of this
+    task: a SystemExit raised by a source must not stop the event loop.
+    """
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.connect_write_pipe(_Drain, os.fdopen(fd, "wb", 0))
     try:
@@ -373,6 +442,10 @@ async def _feed(source: InputSource, fd: int) -> None:
             await protocol.drain()
     except (BrokenPipeError, ConnectionResetError):
         pass
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        failed(exc)
     finally:
         transport.close()
 
@@ -456,7 +529,7 @@ def _start_py_stage(
     pipe: Pipeline,
     index: int,
     loop: asyncio.AbstractEventLoop,
-) -> asyncio.Future[None]:
+) -> asyncio.Future[BaseException | None]:
     if inspect.isasyncgenfunction(stage.func) or inspect.iscoroutinefunction(stage.func):
         task = asyncio.ensure_future(_async_stage(stage, read_fd, write_fd, pipe, index))
     else:
@@ -471,21 +544,19 @@ def _thread_stage(
     pipe: Pipeline,
     index: int,
     loop: asyncio.AbstractEventLoop,
-) -> asyncio.Future[None]:
+) -> asyncio.Future[BaseException | None]:
     """Run a plain function in a thread of its own, on blocking reads and writes of the fds.
 
     A thread each, not a pool: a pool's few workers could all wait on pipes fed by a
     stage still queued behind them.
     """
-    future: asyncio.Future[None] = loop.create_future()
+    future: asyncio.Future[BaseException | None] = loop.create_future()
 
     def settle(error: BaseException | None) -> None:
         if future.done():
             return
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+        future.set_result(error)
+        if error is not None:
             pipe._stage_failed(index, error)
 
     def body() -> None:
@@ -519,7 +590,9 @@ def _thread_stage(
 
 async def _async_stage(
     stage: PyStage, read_fd: int | None, write_fd: int | None, pipe: Pipeline, index: int
-) -> None:
+) -> BaseException | None:
+    """Run an async stage on the loop; its error is returned, not raised (SystemExit or
+    KeyboardInterrupt raised out of a task would stop the kernel's event loop)."""
     loop = asyncio.get_running_loop()
     writer = None
     try:
@@ -540,11 +613,13 @@ async def _async_stage(
     except asyncio.CancelledError:
         raise
     except BaseException as exc:
-        pipe._stage_failed(index, exc)
-        raise
+        # Once this task is done: the halt cancels the stages, and must not cancel this one.
+        loop.call_soon(pipe._stage_failed, index, exc)
+        return exc
     finally:
         if writer is not None:
             writer[0].close()
+    return None
 
 
 async def _write_line(writer: tuple[asyncio.WriteTransport, _Drain] | None, item: object) -> None:
@@ -584,16 +659,18 @@ def _strip(line: str) -> str:
     return line[:-1] if line.endswith("\n") else line
 
 
-async def _py_result(task: asyncio.Future[None], stage: Stage, started_at: datetime) -> Result:
+async def _py_result(
+    task: asyncio.Future[BaseException | None], stage: Stage, started_at: datetime
+) -> Result:
     """A Python stage's Result: exit 0, or 1 with its error as stderr; killed if cancelled."""
     returncode, stderr, ended = 0, "", "exit"
     try:
-        await task
+        error = await task
     except asyncio.CancelledError:
-        returncode, ended = -signal.SIGTERM, "killed"
-    except BaseException as exc:
+        returncode, ended, error = -signal.SIGTERM, "killed", None
+    if error is not None:
         returncode = 1
-        stderr = "".join(traceback.format_exception_only(type(exc), exc))
+        stderr = "".join(traceback.format_exception_only(type(error), error))
     return Result(
         command=str(stage),
         returncode=returncode,

@@ -21,8 +21,8 @@ from . import watchdog
 from .capture import Capture, Spill
 from .flow import Flow
 from .result import Ended, Result
-from .stdin import InputSource, byte_chunks, check_source
-from .stopping import end_group, end_group_now, group_alive
+from .stdin import InputSource, byte_chunks, check_source, input_failed
+from .stopping import end_group, end_groups_now, group_alive
 
 OutputCallback = Callable[[str, str], None]
 """Called as ``on_output(stream, text)`` with ``stream`` "stdout" or "stderr", in arrival order."""
@@ -234,14 +234,27 @@ class Process:
         The first reason given wins: a command that timed out stays "timeout" even if it
         is killed again while it is being stopped.
         """
+        self._begin_stop(ended, grace)
+        return await self.wait()
+
+    def _begin_stop(self, ended: Ended, grace: float | None) -> None:
+        """Start ending the tree, once; the first reason given is kept."""
         if not self._finished.done() and self._stopping is None:
-            if not self._pump.exited.done():
-                self._ended = ended
+            self._mark_stopped(ended)
             first = signal.SIGINT if ended == "interrupted" else signal.SIGTERM
             self._stopping = asyncio.ensure_future(
                 end_group(self.pgid, first=first, grace=self._grace if grace is None else grace)
             )
-        return await self.wait()
+
+    def stop_now(self, grace: float | None = None) -> None:
+        """End the whole tree now, blocking (SIGTERM, the grace, SIGKILL), for synchronous
+        code whose own loop cannot run meanwhile; the Result follows once the loop runs."""
+        self._mark_stopped("killed")
+        end_groups_now({self.pgid: self._grace if grace is None else grace})
+
+    def _mark_stopped(self, ended: Ended) -> None:
+        if self._ended is None and not self._pump.exited.done():
+            self._ended = ended
 
     async def interrupt(self) -> Result:
         """Stop as the stop button does: SIGINT, then SIGTERM, then SIGKILL."""
@@ -278,10 +291,10 @@ class Process:
                 await self._pump.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a source must not end the loop
+            # Not ``await self.stop()``: that waits for _finish(), which waits for this feeder.
             self._feed_error = exc
-            await self.stop("killed")
-            raise
+            self._begin_stop("killed", None)
         finally:
             pipe = self._transport.get_pipe_transport(0)
             if pipe is not None:
@@ -302,10 +315,7 @@ class Process:
         if self._stopping is not None:  # a stop requested while the output drained
             await self._stopping
         if self._feeder is not None:
-            try:
-                await self._feeder
-            except BaseException:
-                pass
+            await asyncio.wait([self._feeder])
         self._transport.close()
         _live.discard(self)
         watchdog.untrack(self.pgid)
@@ -334,6 +344,7 @@ class Process:
         returncode = self._transport.get_returncode()
         assert returncode is not None
         ended = self._ended or ("signal" if returncode < 0 else "exit")
+        error = None if self._feed_error is None else input_failed(self._feed_error)
         pump = self._pump
         if any(c.truncated for c in pump.captured.values()):
             pump.spill.materialize()
@@ -352,6 +363,7 @@ class Process:
             ended=ended,
             timeout=self._timeout,
             pid=self.pid,
+            error=error,
         )
 
     def _on_timeout(self) -> None:
@@ -395,8 +407,15 @@ async def start(
     if grace < 0:
         raise ValueError(f"grace must be zero or more, not {grace}")
     if input is not None:
+        if stdin is not None:
+            raise ValueError("give input= or stdin=, not both")
         check_source(input)
-    if isinstance(command, str):
+    script_fd = None
+    if isinstance(command, str) and len(command.encode()) > SCRIPT_ARG_MAX:
+        script_fd = _script_file(command)
+        argv = [shell or default_shell(), f"/dev/fd/{script_fd}"]
+        text = command
+    elif isinstance(command, str):
         argv = [shell or default_shell(), "-c", command]
         text = command
     else:
@@ -417,7 +436,9 @@ async def start(
         out_arg = err_arg = terminal.slave
     watchdog.ensure_running()
     started_at = _now()
-    with _sigint_default_in_children() as preexec:
+    sigint = _sigint_default_in_children()
+    preexec = sigint.__enter__()
+    try:
         spawn = asyncio.ensure_future(
             loop.subprocess_exec(
                 lambda: pump,
@@ -429,8 +450,15 @@ async def start(
                 env=child_env(env),
                 start_new_session=True,
                 preexec_fn=preexec,
+                pass_fds=() if script_fd is None else (script_fd,),
             )
         )
+    except BaseException:
+        sigint.__exit__()
+        _close_fd(script_fd)
+        raise
+    spawn.add_done_callback(lambda _: sigint.__exit__())
+    spawn.add_done_callback(lambda _: _close_fd(script_fd))
     # A spawn is atomic: a cancellation arriving meanwhile would leave a process nobody
     # owns, so it is re-delivered once the Process exists, at the caller's next await.
     cancelled = False
@@ -451,8 +479,6 @@ async def start(
     if flow is not None:
         for fd in pipes:
             flow.watch(terminal or transport.get_pipe_transport(fd))
-    if cancelled:
-        asyncio.current_task().cancel()  # type: ignore[union-attr]
     proc = Process(_token=_TOKEN)
     proc.command = text
     proc.pid = transport.get_pid()
@@ -471,6 +497,9 @@ async def start(
     proc._finished = asyncio.ensure_future(proc._finish())
     _live.add(proc)
     watchdog.track(proc.pgid)
+    if cancelled:  # nobody will own it: end it before the cancellation goes on
+        await proc.stop("killed")
+        raise asyncio.CancelledError
     return proc
 
 
@@ -488,8 +517,10 @@ def end_all_now() -> None:
 
     For where no event loop can run: interpreter exit, unloading the extension.
     """
-    for proc in list(_live):
-        end_group_now(proc.pgid, proc._grace)
+    procs = list(_live)
+    for proc in procs:
+        proc._mark_stopped("killed")
+    end_groups_now({proc.pgid: proc._grace for proc in procs})
 
 
 async def run(command: str | Sequence[str], **options: Any) -> Result:
@@ -506,6 +537,36 @@ async def run(command: str | Sequence[str], **options: Any) -> Result:
         raise
 
 
+SCRIPT_ARG_MAX = 64 * 1024
+"""Scripts longer than this (bytes) are passed in a file, not as one argument: Linux caps
+one argument at 128 KiB (``MAX_ARG_STRLEN``, E2BIG past it)."""
+
+
+def _script_file(script: str) -> int:
+    """An fd of an unnamed temporary file holding ``script``, for ``shell /dev/fd/N``.
+
+    Unlinked at once, so nothing is left behind however the command ends; the shell
+    reopens it through ``/dev/fd`` and reads it from the start.
+    """
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="asyncmagic-script-")
+    os.unlink(path)
+    data = script.encode()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return fd
+
+
+def _close_fd(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -516,8 +577,9 @@ class _sigint_default_in_children:
     ipykernel ignores SIGINT between cells, and an ignored signal stays ignored across
     exec, so a child spawned then could not be interrupted. A signal with a Python
     handler resets to the default on exec; so, in the main thread, we install a no-op
-    handler around the spawn (cheap, and keeps the fast vfork path). Elsewhere we fall
-    back to a ``preexec_fn`` that resets it in the child.
+    handler around the spawn (cheap, and keeps the fast vfork path) and restore the old one
+    when the spawn is done (it runs in a task, after the caller's ``with`` would have ended).
+    Elsewhere we fall back to a ``preexec_fn`` that resets it in the child.
     """
 
     def __enter__(self) -> Callable[[], None] | None:
@@ -527,8 +589,6 @@ class _sigint_default_in_children:
         if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
             self._saved = signal.SIG_IGN
             signal.signal(signal.SIGINT, _ignore)
-            # The spawn happens before the first suspension: restore right after it.
-            asyncio.get_running_loop().call_soon(self._restore)
         return None
 
     def _restore(self) -> None:

@@ -39,6 +39,9 @@ class Result:
     """A file with every byte of the output, when it was too big to keep whole in memory."""
     stages: tuple[Result, ...] = field(default=())
     """A pipeline's stages, each a Result of its own (command, pid, returncode, ended)."""
+    error: str | None = None
+    """Why asyncmagic ended it, when that was a failure of its own side: the input source
+    raised (``input failed: ValueError: ...``). Such a Result is never ``ok``."""
 
     @property
     def duration(self) -> float:
@@ -48,7 +51,7 @@ class Result:
     @property
     def ok(self) -> bool:
         """True when the command exited by itself with status 0."""
-        return self.ended == "exit" and self.returncode == 0
+        return self.ended == "exit" and self.returncode == 0 and self.error is None
 
     @property
     def lines(self) -> list[str]:
@@ -66,6 +69,8 @@ class Result:
 
     def describe(self) -> str:
         """How it ended, in a few words: ``exit 1``, ``killed by SIGKILL``, ``timed out after 3 s``."""
+        if self.error is not None:
+            return self.error
         if self.ended == "timeout":
             return f"timed out after {format_seconds(self.timeout or self.duration)}"
         if self.ended == "interrupted":

@@ -26,12 +26,25 @@ def check_source(source: object) -> None:
     """Raise TypeError now, before anything starts, if ``source`` cannot be a command's input."""
     if isinstance(source, (str, bytes, bytearray, PurePath, AsyncIterable)):
         return
+    if isinstance(source, (list, tuple)):
+        for number, item in enumerate(source, 1):
+            if not isinstance(item, (str, bytes, bytearray, memoryview)):
+                raise TypeError(
+                    f"input lines must be str or bytes: item {number} is {type(item).__name__} {item!r:.40}"
+                )
+        return
     if hasattr(source, "read") or isinstance(source, Iterable):
         return
     raise TypeError(
         f"cannot use {type(source).__name__} as input: give str, bytes, a Path, "
         "an open file or an iterable of lines"
     )
+
+
+def input_failed(error: BaseException) -> str:
+    """One line for an input source that raised while it was being fed."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"input failed: {type(error).__name__}" + (f": {text}" if text else "")
 
 
 def as_line(item: object) -> bytes:

@@ -112,11 +112,20 @@ async def _escalate(pgid: int, steps: list[tuple[int, float]]) -> bool:
     return not group_alive(pgid)
 
 
-def end_group_now(pgid: int, grace: float = 2.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace``, blocking: for where no event loop can run
-    (interpreter exit, unloading the extension from synchronous code)."""
-    if signal_group(pgid, signal.SIGTERM):
-        deadline = time.monotonic() + grace
-        while group_alive(pgid) and time.monotonic() < deadline:
+def end_groups_now(groups: dict[int, float]) -> None:
+    """End every group of ``groups`` (pgid -> grace) at once, blocking: SIGTERM to all, then
+    SIGKILL to each one still alive after its grace. For where no event loop can run
+    (interpreter exit, unloading the extension, a blocked loop): the wait is the longest
+    grace, not their sum."""
+    start = time.monotonic()
+    alive = {pgid: start + grace for pgid, grace in groups.items() if signal_group(pgid, signal.SIGTERM)}
+    while alive:
+        now = time.monotonic()
+        for pgid, deadline in list(alive.items()):
+            if not group_alive(pgid):
+                del alive[pgid]
+            elif now >= deadline:
+                signal_group(pgid, signal.SIGKILL)
+                del alive[pgid]
+        if alive:
             time.sleep(0.01)
-        signal_group(pgid, signal.SIGKILL)

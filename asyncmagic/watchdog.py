@@ -3,8 +3,11 @@
 A graceful exit ends every live group itself (see :mod:`asyncmagic.process`). A kernel
 killed with SIGKILL, or crashing, cannot: so the first command it starts also starts one
 small watchdog process, in its own session, that reads "+PGID" / "-PGID" lines from a
-pipe. When the pipe reaches end-of-file (the kernel is gone, however it went) the
-watchdog ends every group still registered: SIGTERM, then SIGKILL after a grace.
+pipe. When the owner is gone, however it went, the watchdog ends every group still
+registered: SIGTERM, then SIGKILL after a grace. It learns of the death from a pidfd of
+the owner, not only from end-of-file on the pipe: a child the owner ``fork()``ed without
+exec (``multiprocessing``) holds a copy of the pipe's write end, and no end-of-file comes
+while it lives.
 
 The parent side is :func:`track` and :func:`untrack`; :func:`main` is the watchdog.
 """
@@ -12,6 +15,7 @@ The parent side is :func:`track` and :func:`untrack`; :func:`main` is the watchd
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -47,7 +51,7 @@ def _send(line: str) -> None:
     with _lock:
         if _pipe is None or (_proc is not None and _proc.poll() is not None):
             _proc = subprocess.Popen(
-                [sys.executable, "-c", "from asyncmagic.watchdog import main; main()"],
+                [sys.executable, "-c", "from asyncmagic.watchdog import main; main()", str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,  # the kernel's interrupts and shutdown kills miss it
@@ -72,12 +76,36 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     groups: set[int] = set()
-    for raw in sys.stdin.buffer:
-        line = raw.strip()
-        if line[:1] == b"+":
-            groups.add(int(line[1:]))
-        elif line[:1] == b"-":
-            groups.discard(int(line[1:]))
+    watched = [0]
+    owner_alive = True
+    try:
+        owner = int(sys.argv[1])
+        watched.append(os.pidfd_open(owner))
+        owner_alive = os.getppid() == owner  # else the pid was already gone, maybe reused
+    except ProcessLookupError:
+        owner_alive = False  # it died while we started
+    except (IndexError, ValueError, OSError):
+        pass  # end-of-file alone then tells
+    if not owner_alive:
+        os.set_blocking(0, False)
+    pending = b""
+    while True:
+        ready = [0] if not owner_alive else select.select(watched, [], [])[0]
+        if len(watched) > 1 and watched[1] in ready:
+            owner_alive = False  # gone: read what it wrote before it went, then act
+            os.set_blocking(0, False)
+        try:
+            data = os.read(0, 65536)
+        except BlockingIOError:
+            data = b""
+        if not data:
+            break
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            if line[:1] == b"+":
+                groups.add(int(line[1:]))
+            elif line[:1] == b"-":
+                groups.discard(int(line[1:]))
     alive = [g for g in groups if signal_group(g, signal.SIGTERM)]
     deadline = time.monotonic() + GRACE
     while alive and time.monotonic() < deadline:
