@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from dataclasses import replace
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -64,6 +65,7 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
             indicator.stop()
     if indicator is not None:
         indicator.finish(result)
+    result = name_the_source(result, run)
     store(result, run, namespace)
     report(result, run)
     return result
@@ -99,6 +101,13 @@ def live_output(run: RunSettings) -> LiveOutput | SplitView | None:
 
 def _in_notebook() -> bool:
     return hasattr(get_ipython(), "kernel")
+
+
+def name_the_source(result: Result, run: RunSettings) -> Result:
+    """Say which option an input error came from: ``--stdin nums: input failed: ...``."""
+    if result.error is None or run.input_name is None:
+        return result
+    return replace(result, error=f"{run.input_name}: {result.error}")
 
 
 def store(result: Result, run: RunSettings, namespace: dict[str, Any]) -> None:

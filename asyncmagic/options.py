@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, argument_group
 
-from .stdin import InputSource
+from .stdin import InputSource, check_source
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -170,6 +170,8 @@ class RunSettings:
     pty: bool = False
     parallel: int = 0
     """With --parallel: how many commands at once; 0 without it."""
+    input_name: str | None = None
+    """What ``input`` came from, for errors: ``--stdin NAME`` or ``--input``."""
 
     def engine_options(self) -> dict[str, Any]:
         """What every engine start takes from these settings (``start()``, ``start_pipeline()``)."""
@@ -223,6 +225,7 @@ def settings(
         timeout=timeout,
         grace=grace,
         input=_input(args, namespace),
+        input_name=f"--stdin {args.stdin}" if args.stdin else "--input" if args.input is not None else None,
         cwd=_cwd(args.cwd),
         shell=_shell(args.shell),
         env=_env(args.env),
@@ -266,6 +269,10 @@ def _input(args: argparse.Namespace, namespace: dict[str, Any]) -> InputSource |
     if isinstance(value, (str, bytes, bytearray, io.IOBase)) or hasattr(value, "read"):
         return value
     if isinstance(value, Iterable) or hasattr(value, "__aiter__"):
+        try:
+            check_source(value)  # a list's items, before anything starts
+        except TypeError as exc:
+            raise UsageError(f"--stdin {name}: {exc}") from None
         return value
     raise UsageError(
         f"--stdin: {name} is a {type(value).__name__}; give str, bytes, an iterable of lines, "

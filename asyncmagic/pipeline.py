@@ -26,8 +26,8 @@ from .capture import Capture, Spill
 from .flow import Flow
 from .process import EOF_AFTER_GROUP_GONE, OutputCallback, start
 from .result import Ended, Result
-from .stopping import end_groups_now
 from .stdin import InputSource, byte_chunks, check_source, input_failed
+from .stopping import end_groups_now
 
 READ_CHUNK = 256 * 1024
 

@@ -291,7 +291,7 @@ class Process:
                 await self._pump.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass
-        except BaseException as exc:  # noqa: BLE001 - SystemExit from a source must not end the loop
+        except BaseException as exc:
             # Not ``await self.stop()``: that waits for _finish(), which waits for this feeder.
             self._feed_error = exc
             self._begin_stop("killed", None)
