@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from dataclasses import replace
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from IPython import get_ipython
@@ -40,7 +42,9 @@ Launch = Callable[[OutputCallback | None, Flow | None], Awaitable[Runner]]
 pause its reading when the display falls behind: ``launch(on_output, flow)``."""
 
 
-async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, Any]) -> Result:
+async def run_for_cell(
+    launch: Launch, run: RunSettings, namespace: dict[str, Any], *, command: str = ""
+) -> Result:
     """Start with ``launch`` and run to the end, streaming into the current cell.
 
     An interrupt of the cell (its task cancelled) ends the whole tree and raises
@@ -49,8 +53,16 @@ async def run_for_cell(launch: Launch, run: RunSettings, namespace: dict[str, An
     """
     indicator = Elapsed() if not run.quiet and _in_notebook() else None
     live = live_output(run)
+    started_at = datetime.now(timezone.utc)
     try:
-        runner = await start_runner(launch, live, getattr(live, "flow", None))
+        try:
+            runner = await start_runner(launch, live, getattr(live, "flow", None))
+        except asyncio.CancelledError:  # the engine ended what it had started
+            if live is not None:
+                await live.aclose()
+            result = interrupted(command, started_at)
+            store(result, run, namespace)
+            raise CommandError(result) from None
         if indicator is not None:
             indicator.pid = getattr(runner, "pid", None)
         try:
@@ -88,6 +100,20 @@ def start_error(exc: BaseException) -> UsageError:
             why = "its arguments are longer than Linux allows (E2BIG: 128 KiB one, 2 MiB in all)"
         return UsageError(f"{what}: {why[:1].lower() + why[1:]}")
     return UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def interrupted(command: str, started_at: datetime) -> Result:
+    """The Result of a cell interrupted before its command (or all of its commands) had a
+    Result of its own: while it started, or ``--parallel`` as a whole."""
+    return Result(
+        command=command,
+        returncode=-signal.SIGINT,
+        stdout="",
+        stderr="",
+        started_at=started_at,
+        finished_at=datetime.now(timezone.utc),
+        ended="interrupted",
+    )
 
 
 def live_output(run: RunSettings) -> LiveOutput | SplitView | None:

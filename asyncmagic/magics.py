@@ -154,7 +154,7 @@ class AsyncMagics(Magics):
                 command, run, lambda line: self._command_launcher(line, run), namespace
             )
             return results if value else None
-        result = await run_for_cell(self._command_launcher(command, run), run, namespace)
+        result = await run_for_cell(self._command_launcher(command, run), run, namespace, command=command)
         return result if value else None
 
     def _start_job(self, command: str, run: RunSettings) -> Job:
@@ -250,7 +250,9 @@ class AsyncMagics(Magics):
         return await self._apipe(spec, run, value=value)
 
     async def _apipe(self, spec: PipelineSpec, run: RunSettings, *, value: bool) -> Any:
-        result = await run_for_cell(_pipeline_launcher(spec, run), run, self.shell.user_ns)
+        result = await run_for_cell(
+            _pipeline_launcher(spec, run), run, self.shell.user_ns, command=" | ".join(map(str, spec.stages))
+        )
         return result if value else None
 
     def _start_pipeline_job(self, spec: PipelineSpec, run: RunSettings) -> Job:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import html
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -20,7 +19,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.display import display
 
-from .foreground import Launch, live_output, start_runner
+from .foreground import Launch, interrupted, live_output, start_runner
 from .options import RunSettings
 from .output import LineLabels
 from .result import CommandError, Result, format_seconds
@@ -56,7 +55,7 @@ async def run_for_cell(
     try:
         results = await run_parallel(lines, run, launcher)
     except asyncio.CancelledError:
-        raise CommandError(_interrupted(" & ".join(lines), started_at)) from None
+        raise CommandError(interrupted(" & ".join(lines), started_at)) from None
     if run.out:
         namespace[run.out] = "".join(r.stdout for r in results)
     if run.err:
@@ -105,19 +104,6 @@ async def run_parallel(lines: Sequence[str], run: RunSettings, launcher: Launche
             await live.aclose()
         display(Summary([t.result() for t in tasks if not t.cancelled() and t.exception() is None]))
     return [task.result() for task in tasks]
-
-
-def _interrupted(command: str, started_at: datetime) -> Result:
-    """The Result an interrupted cell raises with (each command's is in the summary)."""
-    return Result(
-        command=command,
-        returncode=-signal.SIGINT,
-        stdout="",
-        stderr="",
-        started_at=started_at,
-        finished_at=datetime.now(timezone.utc),
-        ended="interrupted",
-    )
 
 
 def _short(command: str, width: int) -> str:

@@ -129,16 +129,12 @@ def test_a_job_started_from_a_thread_runs(k, marker):
 def test_an_interrupted_parallel_cell_ends_after_its_processes(k, marker):
     # 14: a line that traps INT and TERM ran on 2.7 s after "interrupted"; "0 commands".
     cell = (
-        f"%%arun --parallel --grace 0.5\n"
-        f"bash -c \"trap '' INT TERM; exec sleep {marker}\"\n"
-        f"sleep {marker}\n"
+        f"%%arun --parallel --grace 0.5\nbash -c \"trap '' INT TERM; exec sleep {marker}\"\nsleep {marker}\n"
     )
     ex = k.execute(cell, timeout=BOUND, interrupt_when=lambda ex: len(sleeping(marker)) == 2)
     assert "interrupted" in one_line_error(ex, "CommandError")
     assert not sleeping(marker), "the cell ended before its processes"
-    assert "2 commands" in "".join(
-        m["content"]["data"]["text/plain"] for m in ex.of_type("display_data")
-    )
+    assert "2 commands" in "".join(m["content"]["data"]["text/plain"] for m in ex.of_type("display_data"))
     alive_after(k)
 
 

@@ -1,0 +1,188 @@
+"""The lifecycle matrix: what runs × how it ends × from where, through a real kernel.
+
+For every cell of the matrix: the cell ends within :data:`BOUND`, the Result's ``ended``
+says what happened, no process of its tree is alive (found by /proc, by a marker
+argument), and the kernel answers ``1+1``. Combinations that make no sense are skipped
+with their reason in the test id. The kernel's fds and threads are checked for growth
+across the whole matrix at the end.
+
+The "when" axis (a stop before the spawn finished, during a stop, while reading is paused)
+and failures inside feeders and Python stages are in ``test_lifecycle_engine.py`` and
+``test_lifecycle_kernel.py``, where they can be timed exactly.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from kernel import Kernel, processes_with, sleeping
+
+pytestmark = pytest.mark.kernel
+
+BOUND = 20.0
+"""Seconds a cell may take to end: the slowest path is INT 0.5 s + grace 0.5 s + SIGKILL,
+on a loaded 2-core machine."""
+
+
+@dataclass(frozen=True)
+class How:
+    """How the command ends: the shell body, the options, and what the Result must say."""
+
+    name: str
+    body: str
+    ended: str
+    ok: bool = False
+    options: str = ""
+    interrupt: bool = False
+
+
+HOWS = [
+    How("exit-0", "echo hi; sleep 0.1", "exit", ok=True),
+    How("exit-3", "echo hi; exit 3", "exit"),
+    How("unexpected-signal", "echo hi; kill -9 $$", "signal"),
+    How("timeout", "echo hi; exec sleep {m}", "timeout", options="-t 1"),
+    How("interrupt", "echo hi; exec sleep {m}", "interrupted", interrupt=True),
+    How(
+        "interrupt-ignored-int-and-term",
+        "trap '' INT TERM; echo hi; sleep {m}; sleep {m}",
+        "interrupted",
+        options="--grace 0.5",
+        interrupt=True,
+    ),
+    How("grandchild-keeps-pipe", "sleep {m} & echo parent done", "exit", ok=True),
+    How("double-fork", "(sleep {m} &); echo parent done", "exit", ok=True),
+    How("kill", "echo hi; exec sleep {m}", "killed", ok=True),  # asked for: not a failure
+]
+
+
+@dataclass(frozen=True)
+class What:
+    """What runs: a cell template around the body (``{b}``: the body quoted as one word)."""
+
+    name: str
+    template: str
+    background: bool = False
+
+
+WHATS = [
+    What("command", "%%arun -r _res {o}\n{body}"),
+    What("pty", "%%arun --pty -r _res {o}\n{body}"),
+    What("split", "%%arun --split -r _res {o}\n{body}"),
+    What("bg-job", "_j = %arun --bg -q {o} bash -c {b}\n_res = await _j", background=True),
+    What("pipeline-py-first", "%apipe -r _res {o} py:_src | bash -c {b}"),
+    What("pipeline-py-middle", "%apipe -r _res {o} bash -c {b} | py:_upper | cat"),
+    What("pipeline-py-last", "%apipe -r _res {o} bash -c {b} | py:_upper"),
+    What("pipeline-async-last", "%apipe -r _res {o} bash -c {b} | py:_aupper"),
+    What("parallel", "%%arun --parallel -r _all {o}\n{line}\necho other\n"),
+    What("from-def", "def _f():\n    get_ipython().run_cell_magic('arun', '-r _res {o}', {quoted})\n_f()"),
+]
+
+SETUP = """
+def _src(lines):
+    yield from ("a", "b", "c")
+
+def _upper(lines):
+    for line in lines:
+        yield line.upper()
+
+async def _aupper(lines):
+    async for line in lines:
+        yield line.upper()
+"""
+
+
+def skip_reason(what: What, how: How) -> str | None:
+    if how.name == "kill" and not what.background:
+        return "kill() is a job's; a foreground cell is ended by interrupt"
+    if how.interrupt and what.background:
+        return "interrupting a cell that awaits a job stops the wait, never the job"
+    if how.name == "unexpected-signal" and what.name == "parallel":
+        return None
+    return None
+
+
+def cases() -> Iterator[object]:
+    for what in WHATS:
+        for how in HOWS:
+            reason = skip_reason(what, how)
+            marks = [pytest.mark.skip(reason=reason)] if reason else []
+            case_id = f"{what.name}-{how.name}" + (f"-skipped-because-{reason}" if reason else "")
+            yield pytest.param(what, how, marks=marks, id=case_id)
+
+
+@pytest.fixture(scope="module")
+def k() -> Iterator[Kernel]:
+    kernel = Kernel()
+    kernel.run("%load_ext asyncmagic")
+    kernel.run(SETUP)
+    kernel.run("%arun true")
+    yield kernel
+    kernel.shutdown()
+
+
+@pytest.fixture(scope="module")
+def baseline(k: Kernel) -> dict[str, int]:
+    return {"threads": threads_of(k.pid), "fds": k.open_fds()}
+
+
+def threads_of(pid: int) -> int:
+    return int(open(f"/proc/{pid}/status").read().split("Threads:")[1].split()[0])
+
+
+def cell_for(what: What, how: How, marker: str) -> str:
+    body = how.body.format(m=marker)
+    options = how.options
+    if how.name == "kill":
+        return f"_j = %arun --bg -q {options} bash -c {shlex.quote(body)}\n_res = await _j.kill()"
+    return what.template.format(
+        o=options, body=body, b=shlex.quote(body), line=f"bash -c {shlex.quote(body)}", quoted=repr(body)
+    )
+
+
+@pytest.mark.parametrize("what, how", list(cases()))
+def test_matrix(k: Kernel, baseline: dict[str, int], marker: str, what: What, how: How) -> None:
+    k.run("_res = _all = None")
+    cell = cell_for(what, how, marker)
+    started = time.monotonic()
+    ex = k.execute(
+        cell,
+        timeout=BOUND + 10,
+        interrupt_when=(lambda ex: bool(sleeping(marker))) if how.interrupt else None,
+    )
+    took = time.monotonic() - started
+    assert took < BOUND, f"the cell took {took:.1f} s"
+    if how.ok:
+        assert ex.error is None, ex.error
+    else:
+        failed = ex.error is not None or "UsageError" in ex.stderr or "CommandError" in ex.stderr
+        assert failed, f"a {how.name} cell must fail visibly: {ex.streams}"
+    if what.name == "parallel" and how.interrupt:
+        assert "interrupted" in ex.error["evalue"]
+    elif what.name == "parallel":
+        assert k.eval("_all[0].ended") == how.ended
+        assert k.eval("_all[1].ok") is True
+    elif what.background and how.name != "kill":
+        assert k.eval("_j.result.ended") == how.ended, ex.streams
+    else:
+        assert k.eval("_res.ended") == how.ended, ex.streams
+    deadline = time.monotonic() + 5
+    while (sleeping(marker) or processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not processes_with(marker), f"left alive: {processes_with(marker)}"
+    assert k.eval("1+1") == 2
+
+
+def test_matrix_leaves_no_threads_or_fds(k: Kernel, baseline: dict[str, int]) -> None:
+    """After the whole matrix: no thread and no fd more than before it (a thread of a Python
+    stage or the child watcher may still be finishing: wait for the count to settle)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        threads_of(k.pid) > baseline["threads"] or k.open_fds() > baseline["fds"]
+    ):
+        k.pump(0.05)
+    assert threads_of(k.pid) <= baseline["threads"]
+    assert k.open_fds() <= baseline["fds"]
