@@ -167,6 +167,17 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+def none_left(find: Callable[[str], list[int]], marker: str, within: float = 5.0) -> bool:
+    """Wait until ``find(marker)`` (:func:`processes_with`, :func:`sleeping`) finds nothing;
+    False if something is still alive after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while find(marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def sleeping(marker: str) -> list[int]:
     """Pids of live ``sleep MARKER`` processes themselves (not shells mentioning them)."""
     return [pid for pid in processes_with(marker) if _cmdline(pid) == f"sleep {marker}"]

@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from kernel import processes_with, sleeping
+from kernel import none_left, processes_with, sleeping
 
 import asyncmagic
 from asyncmagic import capture
@@ -29,12 +29,7 @@ def run(coro):
 
 
 def gone(marker: str, within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while processes_with(marker):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return none_left(processes_with, marker, within)
 
 
 def raising_lines():

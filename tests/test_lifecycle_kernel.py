@@ -4,11 +4,10 @@ tree (by /proc, marker arguments) and that the kernel still answers ``1+1``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
-from kernel import Kernel, sleeping
+from kernel import Kernel, none_left, sleeping
 
 pytestmark = pytest.mark.kernel
 
@@ -28,12 +27,7 @@ def alive_after(k: Kernel) -> None:
 
 
 def no_sleep_left(marker: str, within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while sleeping(marker):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return none_left(sleeping, marker, within)
 
 
 def one_line_error(ex, ename: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from kernel import Kernel, processes_with, sleeping
+from kernel import Kernel, none_left, processes_with, sleeping
 
 pytestmark = pytest.mark.kernel
 
@@ -100,8 +100,6 @@ def skip_reason(what: What, how: How) -> str | None:
         return "kill() is a job's; a foreground cell is ended by interrupt"
     if how.interrupt and what.background:
         return "interrupting a cell that awaits a job stops the wait, never the job"
-    if how.name == "unexpected-signal" and what.name == "parallel":
-        return None
     return None
 
 
@@ -169,10 +167,7 @@ def test_matrix(k: Kernel, baseline: dict[str, int], marker: str, what: What, ho
         assert k.eval("_j.result.ended") == how.ended, ex.streams
     else:
         assert k.eval("_res.ended") == how.ended, ex.streams
-    deadline = time.monotonic() + 5
-    while (sleeping(marker) or processes_with(marker)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not processes_with(marker), f"left alive: {processes_with(marker)}"
+    assert none_left(processes_with, marker), f"left alive: {processes_with(marker)}"
     assert k.eval("1+1") == 2
 
 
