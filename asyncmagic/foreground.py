@@ -22,7 +22,7 @@ from IPython.core.error import UsageError
 from .flow import Flow
 from .options import RunSettings
 from .output import LiveOutput
-from .process import OutputCallback
+from .process import OutputCallback, wait_or_interrupt
 from .result import CommandError, Ended, Result
 from .splitview import SplitView
 from .status import Elapsed
@@ -66,9 +66,7 @@ async def run_for_cell(
         if indicator is not None:
             indicator.pid = getattr(runner, "pid", None)
         try:
-            result = await runner.wait()
-        except asyncio.CancelledError:
-            result = await runner.interrupt()
+            result, _ = await wait_or_interrupt(runner)
         finally:
             if live is not None:
                 await live.aclose(runner.log_path)

@@ -22,6 +22,7 @@ from IPython.display import display
 from .foreground import Launch, interrupted, live_output, start_runner
 from .options import RunSettings
 from .output import LineLabels
+from .process import wait_or_interrupt
 from .result import CommandError, Result, format_seconds
 
 Launcher = Callable[[str], Launch]
@@ -86,10 +87,8 @@ async def run_parallel(lines: Sequence[str], run: RunSettings, launcher: Launche
                 label = f"[{_short(command, 30)}] "
                 sink = LineLabels(live, {"stdout": label, "stderr": label})
             proc = await start_runner(launcher(command), sink, getattr(live, "flow", None))
-            try:
-                return await proc.wait()
-            except asyncio.CancelledError:
-                return await proc.interrupt()
+            result, _ = await wait_or_interrupt(proc)
+            return result
 
     tasks = [asyncio.ensure_future(one(line)) for line in lines]
     try:
@@ -97,7 +96,12 @@ async def run_parallel(lines: Sequence[str], run: RunSettings, launcher: Launche
     except BaseException:
         for task in tasks:
             task.cancel()
-        await asyncio.wait(tasks)
+        while True:  # each task ends its own process; a second interrupt must not cut that short
+            try:
+                await asyncio.wait(tasks)
+                break
+            except asyncio.CancelledError:
+                continue
         raise
     finally:
         if live is not None:

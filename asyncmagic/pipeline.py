@@ -24,7 +24,7 @@ from typing import Any
 
 from .capture import Capture, Spill
 from .flow import Flow
-from .process import EOF_AFTER_GROUP_GONE, OutputCallback, start
+from .process import EOF_AFTER_GROUP_GONE, OutputCallback, start, wait_or_interrupt
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source, input_failed
 from .stopping import end_groups_now
@@ -373,11 +373,10 @@ async def start_pipeline(
 async def run_pipeline(stages: Sequence[Stage], **options: Any) -> Result:
     """Run a pipeline to the end (options as for :func:`start_pipeline`); cancelling interrupts it."""
     pipe = await start_pipeline(stages, **options)
-    try:
-        return await pipe.wait()
-    except asyncio.CancelledError:
-        await pipe.interrupt()
-        raise
+    result, cancelled = await wait_or_interrupt(pipe)
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 # -- the fds ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from . import watchdog
 from .capture import Capture, Spill
@@ -530,11 +530,36 @@ async def run(command: str | Sequence[str], **options: Any) -> Result:
     SIGTERM, SIGKILL) before the cancellation propagates.
     """
     proc = await start(command, **options)
+    result, cancelled = await wait_or_interrupt(proc)
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+class Stoppable(Protocol):
+    """What :func:`wait_or_interrupt` runs to the end: a :class:`Process` or a pipeline."""
+
+    async def wait(self) -> Result: ...
+    async def interrupt(self) -> Result: ...
+
+
+async def wait_or_interrupt(runner: Stoppable) -> tuple[Result, bool]:
+    """Wait for ``runner``; if the waiting task is cancelled, interrupt the whole tree.
+
+    The one cancellation policy of everything that runs: the Result, and whether the wait
+    was cancelled. Once the interrupt has begun it runs to its end, even through more
+    cancellations (a stop during a stop): a half-stopped tree, or a caller that returns
+    while its processes still run, is the outcome that must not happen.
+    """
     try:
-        return await proc.wait()
+        return await runner.wait(), False
     except asyncio.CancelledError:
-        await proc.interrupt()
-        raise
+        stopping = asyncio.ensure_future(runner.interrupt())
+    while True:
+        try:
+            return await asyncio.shield(stopping), True
+        except asyncio.CancelledError:
+            continue
 
 
 SCRIPT_ARG_MAX = 64 * 1024

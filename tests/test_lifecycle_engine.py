@@ -313,3 +313,21 @@ def test_the_watchdog_sees_a_killed_owner_while_a_forked_child_lives(marker):
             os.kill(forked, signal.SIGKILL)
         except (ProcessLookupError, UnboundLocalError):
             pass
+
+
+def test_a_second_cancel_during_the_interrupt_waits_for_the_tree(marker):
+    # A stop during a stop: run() returned (cancelled) while the tree was still stopping.
+    async def main():
+        task = asyncio.ensure_future(
+            asyncmagic.run(f"trap '' INT TERM; exec sleep {marker}", grace=0.5, shell="bash")
+        )
+        while not sleeping(marker):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return bool(sleeping(marker))
+
+    assert run(main()) is False

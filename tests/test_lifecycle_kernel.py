@@ -173,3 +173,24 @@ def test_unload_ends_all_jobs_at_once(marker):
         alive_after(kernel)
     finally:
         kernel.shutdown()
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["arun", "parallel"])
+def test_a_second_interrupt_during_the_first_does_not_end_the_cell_early(k, marker, parallel):
+    # A stop during a stop: the second cancellation cut the first interrupt short, and the
+    # cell ended while a process that ignores INT and TERM still ran (seen in --parallel).
+    stubborn = f"bash -c \"trap '' INT TERM; exec sleep {marker}\""
+    cell = (
+        f"%%arun --parallel --grace 1\n{stubborn}\nsleep {marker}\n"
+        if parallel
+        else f"%arun --grace 1 {stubborn}"
+    )
+    ex = k.submit(cell)
+    k.wait_until(lambda: len(sleeping(marker)) == (2 if parallel else 1), what="the commands to start")
+    k.manager.interrupt_kernel()
+    k.wait_until(lambda: len(sleeping(marker)) <= 1 or ex.done, what="the first stop to begin")
+    k.manager.interrupt_kernel()
+    k.wait_until(lambda: ex.done, timeout=BOUND, what="the cell to end")
+    assert not sleeping(marker), "the cell ended before its processes"
+    assert "interrupted" in one_line_error(ex, "CommandError")
+    alive_after(k)
