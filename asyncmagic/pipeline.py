@@ -342,14 +342,14 @@ async def start_pipeline(
                 )
                 pipe._procs[index] = proc
                 _close(fds, (reads[index], writes[index]))
-                if pipe._halted is not None:  # a stage before it failed while it started
-                    pipe._halt(*pipe._halted)
             else:
                 read_fd, write_fd = reads[index], writes[index]
                 for fd in (read_fd, write_fd):
                     if fd is not None:
                         fds.remove(fd)  # the stage owns and closes them
                 pipe._py_tasks[index] = _start_py_stage(stage, read_fd, write_fd, pipe, index, loop)
+            if pipe._halted is not None:  # a stage before it failed while this one started
+                pipe._halt(*pipe._halted)
     except BaseException:
         _close(fds)
         for proc in pipe._procs.values():

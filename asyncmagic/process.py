@@ -12,6 +12,7 @@ import codecs
 import os
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -291,6 +292,8 @@ class Process:
                 await self._pump.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:
             # Not ``await self.stop()``: that waits for _finish(), which waits for this feeder.
             self._feed_error = exc
@@ -436,8 +439,8 @@ async def start(
         out_arg = err_arg = terminal.slave
     watchdog.ensure_running()
     started_at = _now()
-    sigint = _sigint_default_in_children()
-    preexec = sigint.__enter__()
+    sigint = _SigintDefault()
+    preexec = sigint.arm()
     try:
         spawn = asyncio.ensure_future(
             loop.subprocess_exec(
@@ -454,13 +457,13 @@ async def start(
             )
         )
     except BaseException:
-        sigint.__exit__()
+        sigint.restore()
         _close_fd(script_fd)
         raise
-    spawn.add_done_callback(lambda _: sigint.__exit__())
+    spawn.add_done_callback(lambda _: sigint.restore())
     spawn.add_done_callback(lambda _: _close_fd(script_fd))
     # A spawn is atomic: a cancellation arriving meanwhile would leave a process nobody
-    # owns, so it is re-delivered once the Process exists, at the caller's next await.
+    # owns, so once the Process exists it is ended, and then the cancellation goes on.
     cancelled = False
     while True:
         try:
@@ -573,8 +576,6 @@ def _script_file(script: str) -> int:
     Unlinked at once, so nothing is left behind however the command ends; the shell
     reopens it through ``/dev/fd`` and reads it from the start.
     """
-    import tempfile
-
     fd, path = tempfile.mkstemp(prefix="asyncmagic-script-")
     os.unlink(path)
     data = script.encode()
@@ -596,18 +597,19 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _sigint_default_in_children:
+class _SigintDefault:
     """Make children start with the default SIGINT action.
 
     ipykernel ignores SIGINT between cells, and an ignored signal stays ignored across
     exec, so a child spawned then could not be interrupted. A signal with a Python
     handler resets to the default on exec; so, in the main thread, we install a no-op
     handler around the spawn (cheap, and keeps the fast vfork path) and restore the old one
-    when the spawn is done (it runs in a task, after the caller's ``with`` would have ended).
+    when the spawn is done (it runs in a task of its own, later than the call that armed it).
     Elsewhere we fall back to a ``preexec_fn`` that resets it in the child.
     """
 
-    def __enter__(self) -> Callable[[], None] | None:
+    def arm(self) -> Callable[[], None] | None:
+        """Prepare a spawn; returns the ``preexec_fn`` to use (None on the fast path)."""
         self._saved: Any = None
         if threading.current_thread() is not threading.main_thread():
             return _reset_sigint
@@ -616,13 +618,11 @@ class _sigint_default_in_children:
             signal.signal(signal.SIGINT, _ignore)
         return None
 
-    def _restore(self) -> None:
+    def restore(self) -> None:
+        """Put the old SIGINT action back, once the spawn is done."""
         if self._saved is not None and signal.getsignal(signal.SIGINT) is _ignore:
             signal.signal(signal.SIGINT, self._saved)
         self._saved = None
-
-    def __exit__(self, *exc: object) -> None:
-        self._restore()
 
 
 def _ignore(signum: int, frame: object) -> None:
