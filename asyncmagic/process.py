@@ -14,7 +14,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -501,7 +501,7 @@ async def start(
     _live.add(proc)
     watchdog.track(proc.pgid)
     if cancelled:  # nobody will own it: end it before the cancellation goes on
-        await proc.stop("killed")
+        await through_cancellations(proc.stop("killed"))
         raise asyncio.CancelledError
     return proc
 
@@ -557,10 +557,15 @@ async def wait_or_interrupt(runner: Stoppable) -> tuple[Result, bool]:
     try:
         return await runner.wait(), False
     except asyncio.CancelledError:
-        stopping = asyncio.ensure_future(runner.interrupt())
+        return await through_cancellations(runner.interrupt()), True
+
+
+async def through_cancellations(stop: Awaitable[Result]) -> Result:
+    """Await a stop to its end, even if the caller is cancelled again meanwhile."""
+    stopping = asyncio.ensure_future(stop)
     while True:
         try:
-            return await asyncio.shield(stopping), True
+            return await asyncio.shield(stopping)
         except asyncio.CancelledError:
             continue
 

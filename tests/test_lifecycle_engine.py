@@ -315,14 +315,16 @@ def test_the_watchdog_sees_a_killed_owner_while_a_forked_child_lives(marker):
             pass
 
 
-def test_a_second_cancel_during_the_interrupt_waits_for_the_tree(marker):
+@pytest.mark.parametrize("first_cancel_after", [0.0, 0.05], ids=["during-start", "after-start"])
+def test_a_second_cancel_during_the_interrupt_waits_for_the_tree(marker, first_cancel_after):
     # A stop during a stop: run() returned (cancelled) while the tree was still stopping.
     async def main():
         task = asyncio.ensure_future(
             asyncmagic.run(f"trap '' INT TERM; exec sleep {marker}", grace=0.5, shell="bash")
         )
         while not sleeping(marker):
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(first_cancel_after)
         task.cancel()
         await asyncio.sleep(0.1)
         task.cancel()

@@ -38,6 +38,8 @@ class How:
     ok: bool = False
     options: str = ""
     interrupt: bool = False
+    flood: bool = False
+    """Interrupt once output streams: the display falls behind and holds reading paused."""
 
 
 HOWS = [
@@ -52,6 +54,14 @@ HOWS = [
         "interrupted",
         options="--grace 0.5",
         interrupt=True,
+    ),
+    How(
+        "interrupt-mid-flood",
+        "yes {m} | head -c 1000000000",  # bounded: if the interrupt never came, it ends
+        "interrupted",
+        options="--max-lines 0",  # everything shown: the display paces the reading
+        interrupt=True,
+        flood=True,
     ),
     How("grandchild-keeps-pipe", "sleep {m} & echo parent done", "exit", ok=True),
     How("double-fork", "(sleep {m} &); echo parent done", "exit", ok=True),
@@ -141,6 +151,20 @@ def cell_for(what: What, how: How, marker: str) -> str:
     )
 
 
+def flooding_for(ex) -> float:
+    """Seconds since the cell's first output message."""
+    first = ex.first_time(lambda m: m["msg_type"] in ("stream", "display_data", "update_display_data"))
+    return 0.0 if first is None else time.monotonic() - first
+
+
+def interrupt_when(how: How, marker: str):
+    if how.flood:  # half a second into the flood: the display paces it by now
+        return lambda ex: flooding_for(ex) > 0.5
+    if how.interrupt:
+        return lambda ex: bool(sleeping(marker))
+    return None
+
+
 @pytest.mark.parametrize("what, how", list(cases()))
 def test_matrix(k: Kernel, baseline: dict[str, int], marker: str, what: What, how: How) -> None:
     k.run("_res = _all = None")
@@ -149,7 +173,7 @@ def test_matrix(k: Kernel, baseline: dict[str, int], marker: str, what: What, ho
     ex = k.execute(
         cell,
         timeout=BOUND + 10,
-        interrupt_when=(lambda ex: bool(sleeping(marker))) if how.interrupt else None,
+        interrupt_when=interrupt_when(how, marker),
     )
     took = time.monotonic() - started
     assert took < BOUND, f"the cell took {took:.1f} s"
