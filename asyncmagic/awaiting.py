@@ -181,6 +181,16 @@ def _expand(fn: Callable[..., Any], line: str) -> str:
     return get_ipython().var_expand(line, 2)
 
 
+def _wait_through_interrupts(event: threading.Event) -> None:
+    """Wait for ``event``; a further Ctrl-C must not cut short a stop already begun."""
+    while True:
+        try:
+            event.wait()
+            return
+        except KeyboardInterrupt:
+            continue
+
+
 def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to the end from synchronous code, even inside a running event loop.
 
@@ -220,9 +230,9 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     try:
         finished.wait()
     except KeyboardInterrupt:
-        started.wait()
+        _wait_through_interrupts(started)
         outcome.get("cancel", lambda: None)()
-        finished.wait()
+        _wait_through_interrupts(finished)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

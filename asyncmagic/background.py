@@ -15,7 +15,7 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
-from .foreground import Launch, Runner, live_output, start_runner
+from .foreground import Launch, Runner, live_output, name_the_source, start_runner
 from .jobs import Job, JobTable
 from .options import RunSettings
 from .output import LiveOutput
@@ -36,7 +36,7 @@ class Background:
         self.loop = _loop()
         """The loop jobs run on, found once: a job started from another thread runs here too."""
         self._seen: dict[int, int | None] = {}  # job id -> transcript chunks its cell received
-        self._raise: dict[int, bool] = {}
+        self._settings: dict[int, RunSettings] = {}
         self._quiet: set[int] = set()
         shell.events.register("post_run_cell", self._cell_finished)
 
@@ -73,7 +73,7 @@ class Background:
 
         job = context.run(self.jobs.start, command, starting, self.loop)
         self._seen[job.id] = None
-        self._raise[job.id] = run.raise_on_error
+        self._settings[job.id] = run
         if run.quiet:
             self._quiet.add(job.id)
         job.on_wait = self._after_wait
@@ -133,15 +133,13 @@ class Background:
     def _after_wait(self, job: Job) -> None:
         if job.id not in self._quiet:
             self.replay(job)
-        result = job.result
-        # A job killed on request is not a failure to report: someone asked for it.
-        if (
-            result is not None
-            and not result.ok
-            and result.ended != "killed"
-            and self._raise.get(job.id, True)
-        ):
-            raise CommandError(result)
+        result, run = job.result, self._settings.get(job.id)
+        if result is None or result.ok or (run is not None and not run.raise_on_error):
+            return
+        # A job killed on request is not a failure to report: someone asked for it. One
+        # whose input failed was ended by that failure, which is.
+        if result.ended != "killed" or result.error is not None:
+            raise CommandError(result if run is None else name_the_source(result, run))
 
 
 def _loop() -> asyncio.AbstractEventLoop:

@@ -162,7 +162,9 @@ class Job:
         if self._process is None:
             return "failed" if self._starting.done() else "starting"
         result = self.result
-        return "running" if result is None else result.ended
+        if result is None:
+            return "running"
+        return "failed" if result.error is not None else result.ended
 
     @property
     def elapsed(self) -> float:

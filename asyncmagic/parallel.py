@@ -19,7 +19,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.display import display
 
-from .foreground import Launch, interrupted, live_output, start_runner
+from .foreground import Launch, interrupted, live_output, name_the_source, start_runner
 from .options import RunSettings
 from .output import LineLabels
 from .process import wait_or_interrupt
@@ -88,7 +88,7 @@ async def run_parallel(lines: Sequence[str], run: RunSettings, launcher: Launche
                 sink = LineLabels(live, {"stdout": label, "stderr": label})
             proc = await start_runner(launcher(command), sink, getattr(live, "flow", None))
             result, _ = await wait_or_interrupt(proc)
-            return result
+            return name_the_source(result, run)
 
     tasks = [asyncio.ensure_future(one(line)) for line in lines]
     try:

@@ -594,11 +594,21 @@ async def _async_stage(
     KeyboardInterrupt raised out of a task would stop the kernel's event loop)."""
     loop = asyncio.get_running_loop()
     writer = None
+    # The input pipe is the stage's, not its lines' generator: a function that raises
+    # before reading to the end (or never reads) must not leave the pipe open.
+    reading = None if read_fd is None else os.fdopen(read_fd, "rb", 0)
+    reader: asyncio.StreamReader | None = None
+    input_transport: asyncio.ReadTransport | None = None
     try:
+        if reading is not None:
+            reader = asyncio.StreamReader(limit=2**62)
+            input_transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), reading
+            )
         if write_fd is not None:
             transport, protocol = await loop.connect_write_pipe(_Drain, os.fdopen(write_fd, "wb", 0))
             writer = (transport, protocol)
-        produced = stage.func(_lines_of(read_fd))
+        produced = stage.func(_lines_of(reader))
         if inspect.iscoroutine(produced):
             produced = await produced
         if hasattr(produced, "__aiter__"):
@@ -618,6 +628,10 @@ async def _async_stage(
     finally:
         if writer is not None:
             writer[0].close()
+        if input_transport is not None:
+            input_transport.close()
+        elif reading is not None:
+            reading.close()
     return None
 
 
@@ -631,27 +645,19 @@ async def _write_line(writer: tuple[asyncio.WriteTransport, _Drain] | None, item
     await protocol.drain()
 
 
-async def _lines_of(fd: int | None) -> AsyncIterator[str]:
-    """The lines read from ``fd``, newline-stripped; any length, split reads rejoined."""
-    if fd is None:
+async def _lines_of(reader: asyncio.StreamReader | None) -> AsyncIterator[str]:
+    """The lines read from ``reader``, newline-stripped; any length, split reads rejoined."""
+    if reader is None:
         return
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**62)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0)
-    )
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     partial = ""
-    try:
-        while chunk := await reader.read(READ_CHUNK):
-            *lines, partial = (partial + decoder.decode(chunk)).split("\n")
-            for line in lines:
-                yield _strip(line)
-        partial += decoder.decode(b"", final=True)
-        if partial:
-            yield _strip(partial)
-    finally:
-        transport.close()
+    while chunk := await reader.read(READ_CHUNK):
+        *lines, partial = (partial + decoder.decode(chunk)).split("\n")
+        for line in lines:
+            yield _strip(line)
+    partial += decoder.decode(b"", final=True)
+    if partial:
+        yield _strip(partial)
 
 
 def _strip(line: str) -> str:

@@ -103,15 +103,21 @@ class Kernel:
         *,
         timeout: float = 60,
         interrupt_when: Callable[[Execution], bool] | None = None,
+        again_after: float | None = None,
     ) -> Execution:
+        """Run ``code`` until idle; interrupt once ``interrupt_when(ex)`` holds, and a second
+        time ``again_after`` seconds later if the cell is still running (a stop during a stop)."""
         ex = self.submit(code)
-        interrupted = False
+        interrupted_at: float | None = None
+        again = again_after is not None
         deadline = time.monotonic() + timeout
         while not ex.done:
-            if interrupt_when is not None and not interrupted and interrupt_when(ex):
-                ex.interrupted_at = time.monotonic()  # type: ignore[attr-defined]
+            if interrupt_when is not None and interrupted_at is None and interrupt_when(ex):
+                interrupted_at = ex.interrupted_at = time.monotonic()  # type: ignore[attr-defined]
                 self.manager.interrupt_kernel()
-                interrupted = True
+            elif again and interrupted_at is not None and time.monotonic() > interrupted_at + again_after:
+                self.manager.interrupt_kernel()
+                again = False
             if time.monotonic() > deadline:
                 raise TimeoutError(f"cell did not finish in {timeout} s:\n{code}\n{ex.streams}")
             self.pump()
