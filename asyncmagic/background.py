@@ -1,9 +1,17 @@
 """Background jobs for cells: output into the starting cell, a live status line, replay.
 
 A job's output keeps streaming into the cell that started it (its context is taken at
-start), also after that cell finished. Headless clients (nbclient, papermill) drop such
-late output, so whoever awaits the job gets printed what was produced after its cell
-finished.
+start), also after that cell finished. Who sees that late output depends on the client:
+
+- JupyterLab, Notebook 7, VS Code and jupyter console show it in the job's cell; they send
+  ``allow_stdin: true`` with each execute request (a person is there to answer).
+- Terminal IPython prints it to the same terminal.
+- Headless runs (nbclient, so papermill and ``jupyter execute``) drop it; they send
+  ``allow_stdin: false``.
+
+So whoever awaits a job gets printed what was produced after the job's cell finished only
+in the last case, where nothing else shows it; ``%ajobs wait --replay`` prints all of it
+anywhere.
 """
 
 from __future__ import annotations
@@ -131,7 +139,7 @@ class Background:
             self._seen[job.id] = job.transcript.end
 
     def _after_wait(self, job: Job) -> None:
-        if job.id not in self._quiet:
+        if job.id not in self._quiet and self._drops_late_output():
             self.replay(job)
         result, run = job.result, self._settings.get(job.id)
         if result is None or result.ok or (run is not None and not run.raise_on_error):
@@ -140,6 +148,15 @@ class Background:
         # whose input failed was ended by that failure, which is.
         if result.ended != "killed" or result.error is not None:
             raise CommandError(result if run is None else name_the_source(result, run))
+
+    def _drops_late_output(self) -> bool:
+        """True when the client of the current cell runs headless: its execute request said
+        ``allow_stdin: false``. A terminal (no kernel) printed the late output itself."""
+        kernel = getattr(self.shell, "kernel", None)
+        if kernel is None:
+            return False
+        request = kernel.get_parent("shell")
+        return not (request or {}).get("content", {}).get("allow_stdin", False)
 
 
 def _loop() -> asyncio.AbstractEventLoop:

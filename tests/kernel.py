@@ -71,8 +71,9 @@ class Kernel:
         self.executions: dict[str, Execution] = {}
         self.pid = int(self.eval("__import__('os').getpid()"))
 
-    def submit(self, code: str) -> Execution:
-        ex = Execution(msg_id=self.client.execute(code), code=code)
+    def submit(self, code: str, *, allow_stdin: bool = True) -> Execution:
+        """Send a cell as JupyterLab does (``allow_stdin: true``), or as nbclient does (false)."""
+        ex = Execution(msg_id=self.client.execute(code, allow_stdin=allow_stdin), code=code)
         self.executions[ex.msg_id] = ex
         return ex
 
@@ -104,10 +105,11 @@ class Kernel:
         timeout: float = 60,
         interrupt_when: Callable[[Execution], bool] | None = None,
         again_after: float | None = None,
+        allow_stdin: bool = True,
     ) -> Execution:
         """Run ``code`` until idle; interrupt once ``interrupt_when(ex)`` holds, and a second
         time ``again_after`` seconds later if the cell is still running (a stop during a stop)."""
-        ex = self.submit(code)
+        ex = self.submit(code, allow_stdin=allow_stdin)
         interrupted_at: float | None = None
         again = again_after is not None
         deadline = time.monotonic() + timeout

@@ -263,3 +263,29 @@ def test_a_job_with_huge_output_keeps_only_its_latest_in_memory(kernel: Kernel):
     assert replay.stderr.startswith("… the job's earlier output is not kept for replay; full output: /tmp/")
     assert "y\nthe-end\n" in replay.stdout and len(replay.stdout) <= 2_000_100
     kernel.run("del _big, _r")
+
+
+@pytest.mark.parametrize("awaiting", ["await _late", "%ajobs wait {id}"])
+@pytest.mark.parametrize("client", ["person", "headless"])
+def test_awaiting_a_job_replays_its_late_output_only_to_a_headless_client(
+    kernel: Kernel, tmp_path: Path, awaiting: str, client: str
+):
+    """Issue 16.1: a client with a person (allow_stdin true: JupyterLab, Notebook 7, jupyter
+    console) showed the late output in the job's cell already; printing it again where the
+    job is awaited doubled it. A headless one (nbclient: allow_stdin false) dropped it."""
+    gate = tmp_path / "gate"
+    start = kernel.run(
+        f"%%arun --bg -r _late\necho early\nwhile [ ! -e {gate} ]; do sleep 0.01; done\necho late"
+    )
+    job_id = kernel.eval("_late.id")
+    gate.touch()
+    ex = kernel.execute(awaiting.format(id=job_id), allow_stdin=client == "person")
+    assert ex.error is None, ex.error
+    kernel.wait_until(lambda: "late" in start.stdout, what="the late line in the job's cell")
+    shown = "".join(line for line in ex.stdout.splitlines(keepends=True) if not line.startswith("[job "))
+    if client == "person":
+        assert shown == "", ex.streams
+    else:  # what the job printed after its cell finished (whether "early" was is timing);
+        # that nbclient then shows it exactly once is test_headless_run_gets_late_output_...
+        assert shown in ("late\n", "early\nlate\n"), ex.streams
+    assert start.stdout == "early\nlate\n"

@@ -109,3 +109,19 @@ def test_split_and_parallel_print_text_in_terminal_ipython(terminal: Terminal):
     terminal.type("%arun --parallel echo fan''ned")
     screen = terminal.read_until("In [4]:").replace("\r", "")
     assert "[echo fan''ned] fanned\n" in screen and "1 command, 0 failed" in screen
+
+
+def test_awaiting_a_job_prints_nothing_twice_in_terminal_ipython(terminal: Terminal):
+    """Issue 16.1: the job's lines were printed live to this terminal, then again by
+    ``await job`` and ``%ajobs wait``."""
+    terminal.read_until("In [1]:")
+    terminal.type("%load_ext asyncmagic")
+    terminal.read_until("In [2]:")
+    terminal.type("_j = %arun --bg bash -c 'echo line-$((6*7)); echo err-$((6*7)) >&2'")
+    terminal.read_until("In [3]:")
+    # IPython's loop runs only while a cell runs: the job's lines come during this one.
+    terminal.type("_r = await _j; print('awaited', _r.returncode)")
+    terminal.read_until("awaited 0")
+    terminal.type("%ajobs wait 1")
+    screen = terminal.read_until("In [5]:")
+    assert screen.count("line-42") == 1 and screen.count("err-42") == 1, screen
