@@ -118,9 +118,10 @@ def live_output(run: RunSettings) -> LiveOutput | SplitView | None:
     """Where a run's output is shown, as its options say; None for ``--quiet``."""
     if run.quiet:
         return None
-    if run.split:
+    if run.split and _in_notebook():
         return SplitView(max_lines=run.max_lines)
-    return LiveOutput(max_lines=run.max_lines, label=run.label)
+    # A terminal cannot redraw two columns in place: each line as it comes, labelled.
+    return LiveOutput(max_lines=run.max_lines, label=run.label or run.split)
 
 
 def _in_notebook() -> bool:

@@ -39,8 +39,8 @@ class SplitContent:
     """One rendering of the two columns, for IPython's display machinery."""
 
     def __init__(self, stdout: str, stderr: str) -> None:
-        self.stdout = stdout
-        self.stderr = stderr
+        self.stdout = last_frames(stdout)
+        self.stderr = last_frames(stderr)
 
     def __repr__(self) -> str:
         return f"── stdout ──\n{_ends_line(self.stdout)}── stderr ──\n{_ends_line(self.stderr)}".rstrip("\n")
@@ -60,6 +60,15 @@ class SplitContent:
             + column("stderr", self.stderr, "#c33")
             + "</tr></table>"
         )
+
+
+def last_frames(text: str) -> str:
+    """Each line as a terminal leaves it: a progress bar redrawn with ``\r`` is its last
+    frame, one row (``\r\n`` is a line end)."""
+    if "\r" not in text:
+        return text
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "\n".join(next((f for f in reversed(line.split("\r")) if f), "") for line in lines)
 
 
 def _ends_line(text: str) -> str:

@@ -159,6 +159,19 @@ def test_split_view_in_both_mimetypes(kernel: Kernel):
     assert len(views) == 1  # one view, updated in place
 
 
+def test_split_view_shows_a_progress_bar_as_one_row(kernel: Kernel):
+    """Issue 16.2: 60 frames redrawn with \\r became 61 rows in the split view."""
+    ex = kernel.run(
+        "%%arun --split\necho start\n"
+        "for i in $(seq 1 60); do printf '\\rstep %2d/60' $i >&2; sleep 0.01; done; echo >&2\necho end"
+    )
+    views = _display(ex)
+    assert all("\r" not in view for view in views)
+    assert views[-1] == "── stdout ──\nstart\nend\n── stderr ──\nstep 60/60"
+    html = _display(ex, "text/html")[-1]
+    assert html.count("step ") == 1 and "step 60/60" in html
+
+
 def test_split_view_updates_while_the_command_runs(kernel: Kernel, tmp_path):
     gate = tmp_path / "gate"
     ex = kernel.submit(f"%%arun --split\necho first\nwhile [ ! -e {gate} ]; do sleep 0.01; done\necho second")

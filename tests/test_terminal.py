@@ -99,13 +99,20 @@ def test_ctrl_c_interrupts_a_command_in_terminal_ipython(terminal: Terminal, mar
     assert processes_with(marker) == []
 
 
-def test_split_and_parallel_print_text_in_terminal_ipython(terminal: Terminal):
+def test_split_and_parallel_print_text_in_terminal_ipython(terminal: Terminal, tmp_path: Path):
+    """A terminal cannot redraw two columns: --split prints each line as it comes, labelled
+    by its stream (issue 16.2: nothing showed until the end)."""
+    gate = tmp_path / "gate"
     terminal.read_until("In [1]:")
     terminal.type("%load_ext asyncmagic")
     terminal.read_until("In [2]:")
-    terminal.type("%arun --split echo o''ut; echo e''rr >&2")
+    terminal.type(
+        f"%arun --split echo o''ut; echo e''rr >&2; while [ ! -e {gate} ]; do sleep 0.01; done; echo l''ast"
+    )
+    terminal.read_until("[err] err")  # while the command still runs
+    gate.touch()
     screen = terminal.read_until("In [3]:").replace("\r", "")
-    assert "── stdout ──\nout\n── stderr ──\nerr\n" in screen  # no HTML, no in-place updates
+    assert "[out] out\n[err] err\n[out] last\n" in screen  # no HTML, no in-place updates
     terminal.type("%arun --parallel echo fan''ned")
     screen = terminal.read_until("In [4]:").replace("\r", "")
     assert "[echo fan''ned] fanned\n" in screen and "1 command, 0 failed" in screen
