@@ -120,6 +120,6 @@ def test_output_fit_for_a_notebook(outputs):
     assert huge.endswith("199998\n199999\n200000\n")
     assert output_of(outputs, "len(big.stdout") == "(200000, '200000')\n"
     parallel = output_of(outputs, "%%arun --parallel")
-    assert "[python3 --version] Python 3." in parallel and "[sleep 1; echo two] two\n" in parallel
+    assert "[4 python3 --version] Python 3." in parallel and "] two\n" in parallel
     assert "4 commands, 0 failed" in parallel
     assert output_of(outputs, "[(r.command").count(", 0)") == 4

@@ -209,12 +209,28 @@ def test_parallel_runs_lines_together_and_sums_up(kernel: Kernel):
     span = "(max(r.finished_at for r in _rs) - min(r.started_at for r in _rs)).total_seconds()"
     assert kernel.eval(span) < 2.0  # the three 1 s sleeps overlap
     assert ex.idle_at - ex.started < 2.0 + 1.0  # and the cell around them adds little
-    assert "[sleep 1; echo one] one\n" in ex.stdout and "[sleep 1; echo three] three\n" in ex.stdout
-    assert "[sleep 1; echo two >&2] two\n" in ex.stderr
+    assert "[1 one] one\n" in ex.stdout and "[3 three] three\n" in ex.stdout
+    assert "[2 two >&2] two\n" in ex.stderr
     summary = _display(ex)[-1]
     assert summary.startswith("3 commands, 0 failed") and summary.count(" ok ") == 3
     assert "<table>" in _display(ex, "text/html")[-1]
     assert kernel.eval("[r.ok for r in _rs]") == [True, True, True]
+
+
+def test_parallel_labels_lines_by_what_differs_shows_progress_and_marks_failures(kernel: Kernel):
+    """Issue 16.3: three runs differing only in --config all read [python3 -c "import…]."""
+    script = "import sys; print(sys.argv[-1]); sys.exit(sys.argv[-1] == 'experiment_beta')"
+    cell = "\n".join(f'{PY} -c "{script}" --config experiment_{n}' for n in ("alpha", "beta", "gamma"))
+    ex = kernel.execute(f"%%arun --parallel -j 1\n{cell}")
+    assert ex.error["ename"] == "ParallelError"
+    for n, name in enumerate(("alpha", "beta", "gamma"), 1):
+        assert f"[{n} experiment_{name}] experiment_{name}\n" in ex.stdout, ex.streams
+    shown = _display(ex)
+    assert shown[0] == "0/3 done" and shown[-2].startswith("3/3 done · 1 failed · ")
+    html = _display(ex, "text/html")[-1]
+    assert html.count('class="asyncmagic-failed"') == 1
+    failed_row = html.split('class="asyncmagic-failed"')[1].split("</tr>")[0]
+    assert "experiment_beta" in failed_row and "exit 1" in failed_row
 
 
 def test_parallel_limits_concurrency_and_raises_once(kernel: Kernel, tmp_path):

@@ -115,7 +115,7 @@ def test_split_and_parallel_print_text_in_terminal_ipython(terminal: Terminal, t
     assert "[out] out\n[err] err\n[out] last\n" in screen  # no HTML, no in-place updates
     terminal.type("%arun --parallel echo fan''ned")
     screen = terminal.read_until("In [4]:").replace("\r", "")
-    assert "[echo fan''ned] fanned\n" in screen and "1 command, 0 failed" in screen
+    assert "[1 echo fan''ned] fanned\n" in screen and "1 command, 0 failed" in screen
 
 
 def test_awaiting_a_job_prints_nothing_twice_in_terminal_ipython(terminal: Terminal):
