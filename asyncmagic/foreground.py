@@ -66,7 +66,8 @@ async def run_for_cell(
         if indicator is not None:
             indicator.pid = getattr(runner, "pid", None)
         try:
-            result, _ = await wait_or_interrupt(runner)
+            stopping = None if indicator is None else lambda: indicator.stopping(run.interrupt_grace)
+            result, _ = await wait_or_interrupt(runner, stopping)
         finally:
             if live is not None:
                 await live.aclose(runner.log_path)

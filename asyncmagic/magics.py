@@ -31,6 +31,7 @@ from .pipesyntax import PipelineSpec
 from .process import OutputCallback, Process, default_shell, start
 from .result import CommandError
 from .status import JobsView, status_text
+from .stopping import INTERRUPT_GRACE
 
 
 @magics_class
@@ -41,6 +42,10 @@ class AsyncMagics(Magics):
         config=True
     )
     grace = Float(2.0, help="Default --grace: seconds between SIGTERM and SIGKILL.").tag(config=True)
+    interrupt_grace = Float(
+        INTERRUPT_GRACE,
+        help="Default --interrupt-grace: seconds a command has to handle Ctrl-C before SIGTERM.",
+    ).tag(config=True)
     default_shell = Unicode("", help="Shell for %%arun scripts; empty: bash, else sh.").tag(config=True)
     raise_on_error = Bool(True, help="Raise CommandError when a command fails (else only report it).").tag(
         config=True
@@ -166,6 +171,7 @@ class AsyncMagics(Magics):
             self.shell.user_ns,
             timeout=self.timeout,
             grace=self.grace,
+            interrupt_grace=self.interrupt_grace,
             raise_on_error=self.raise_on_error,
             max_lines=self.max_display_lines,
             capture_limit=self.capture_limit or None,

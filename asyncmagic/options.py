@@ -22,6 +22,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, argument_group
 
 from .stdin import InputSource, check_source
+from .stopping import INTERRUPT_GRACE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +56,13 @@ def run_options(func: F) -> F:
             type=_seconds,
             metavar="SECONDS",
             help="Seconds between SIGTERM and SIGKILL when stopping (default 2).",
+        ),
+        argument(
+            "--interrupt-grace",
+            type=_seconds,
+            metavar="SECONDS",
+            help="Seconds an interrupted command gets to handle Ctrl-C (save a checkpoint) "
+            "before SIGTERM (default 3; AsyncMagics.interrupt_grace).",
         ),
         argument(
             "--shell",
@@ -153,6 +161,7 @@ class RunSettings:
     grace: float
     input: InputSource | None
     cwd: str | None
+    interrupt_grace: float = INTERRUPT_GRACE
     env: dict[str, str] = field(default_factory=dict)
     shell: str | None = None
     """The --shell given, found on PATH; None for the configured default."""
@@ -178,6 +187,7 @@ class RunSettings:
         return {
             "timeout": self.timeout,
             "grace": self.grace,
+            "interrupt_grace": self.interrupt_grace,
             "input": self.input,
             "cwd": self.cwd,
             "env": self.env,
@@ -192,6 +202,7 @@ def settings(
     timeout: float | None,
     grace: float,
     raise_on_error: bool,
+    interrupt_grace: float = INTERRUPT_GRACE,
     max_lines: int = 0,
     capture_limit: int | None = None,
 ) -> RunSettings:
@@ -202,6 +213,10 @@ def settings(
     grace = args.grace if args.grace is not None else grace
     if grace < 0:
         raise UsageError(f"--grace must be zero or more seconds, not {grace:g}")
+    if args.interrupt_grace is not None:
+        interrupt_grace = args.interrupt_grace
+    if interrupt_grace < 0:
+        raise UsageError(f"--interrupt-grace must be zero or more seconds, not {interrupt_grace:g}")
     if args.input is not None and args.stdin is not None:
         raise UsageError("give --input or --stdin, not both")
     if args.interactive and not args.bg:
@@ -224,6 +239,7 @@ def settings(
     return RunSettings(
         timeout=timeout,
         grace=grace,
+        interrupt_grace=interrupt_grace,
         input=_input(args, namespace),
         input_name=f"--stdin {args.stdin}" if args.stdin else "--input" if args.input is not None else None,
         cwd=_cwd(args.cwd),

@@ -27,7 +27,7 @@ from .flow import Flow
 from .process import EOF_AFTER_GROUP_GONE, OutputCallback, start, wait_or_interrupt
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source, input_failed
-from .stopping import end_groups_now
+from .stopping import INTERRUPT_GRACE, end_groups_now
 
 READ_CHUNK = 256 * 1024
 
@@ -248,6 +248,7 @@ async def start_pipeline(
     *,
     timeout: float | None = None,
     grace: float = 2.0,
+    interrupt_grace: float = INTERRUPT_GRACE,
     input: InputSource | None = None,
     stdin_path: str | os.PathLike[str] | None = None,
     stdout_path: str | os.PathLike[str] | None = None,
@@ -333,6 +334,7 @@ async def start_pipeline(
                 proc = await start(
                     list(stage.argv),
                     grace=grace,
+                    interrupt_grace=interrupt_grace,
                     stdin=reads[index],
                     stdout=writes[index],
                     cwd=cwd,

@@ -23,7 +23,7 @@ from .capture import Capture, Spill
 from .flow import Flow
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source, input_failed
-from .stopping import end_group, end_groups_now, group_alive
+from .stopping import INTERRUPT_GRACE, end_group, end_groups_now, group_alive
 
 OutputCallback = Callable[[str, str], None]
 """Called as ``on_output(stream, text)`` with ``stream`` "stdout" or "stderr", in arrival order."""
@@ -244,7 +244,12 @@ class Process:
             self._mark_stopped(ended)
             first = signal.SIGINT if ended == "interrupted" else signal.SIGTERM
             self._stopping = asyncio.ensure_future(
-                end_group(self.pgid, first=first, grace=self._grace if grace is None else grace)
+                end_group(
+                    self.pgid,
+                    first=first,
+                    grace=self._grace if grace is None else grace,
+                    interrupt_grace=self._interrupt_grace,
+                )
             )
 
     def stop_now(self, grace: float | None = None) -> None:
@@ -258,7 +263,8 @@ class Process:
             self._ended = ended
 
     async def interrupt(self) -> Result:
-        """Stop as the stop button does: SIGINT, then SIGTERM, then SIGKILL."""
+        """Stop as the stop button does: SIGINT, then SIGTERM after ``interrupt_grace``, then
+        SIGKILL after ``grace``."""
         return await self.stop("interrupted")
 
     async def send(self, data: str | bytes) -> None:
@@ -382,6 +388,7 @@ async def start(
     shell: str | None = None,
     timeout: float | None = None,
     grace: float = 2.0,
+    interrupt_grace: float = INTERRUPT_GRACE,
     input: InputSource | None = None,
     stdin: str | int | None = None,
     stdout: int | None = None,
@@ -402,13 +409,16 @@ async def start(
     ``capture_limit`` caps the characters of each stream kept in memory (head and tail are
     kept; the whole output then goes to :meth:`Process.log_path`). With ``pty`` the command
     writes to a pseudo-terminal (so it sees a TTY: colour, progress bars, line buffering);
-    stdout and stderr are then one stream, reported as stdout. ``flow`` lets a slow
+    stdout and stderr are then one stream, reported as stdout. ``interrupt_grace`` is the
+    time :meth:`Process.interrupt` leaves a Ctrl-C handler before SIGTERM. ``flow`` lets a slow
     consumer of ``on_output`` pause the reading of the output (see :mod:`asyncmagic.flow`).
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
     if grace < 0:
         raise ValueError(f"grace must be zero or more, not {grace}")
+    if interrupt_grace < 0:
+        raise ValueError(f"interrupt_grace must be zero or more, not {interrupt_grace}")
     if input is not None:
         if stdin is not None:
             raise ValueError("give input= or stdin=, not both")
@@ -489,6 +499,7 @@ async def start(
     proc._transport = transport
     proc._pump = pump
     proc._grace = grace
+    proc._interrupt_grace = interrupt_grace
     proc._timeout = timeout
     proc._ended = None
     proc._stopping = None
@@ -546,17 +557,22 @@ class Stoppable(Protocol):
     async def interrupt(self) -> Result: ...
 
 
-async def wait_or_interrupt(runner: Stoppable) -> tuple[Result, bool]:
+async def wait_or_interrupt(
+    runner: Stoppable, on_interrupt: Callable[[], None] | None = None
+) -> tuple[Result, bool]:
     """Wait for ``runner``; if the waiting task is cancelled, interrupt the whole tree.
 
     The one cancellation policy of everything that runs: the Result, and whether the wait
     was cancelled. Once the interrupt has begun it runs to its end, even through more
     cancellations (a stop during a stop): a half-stopped tree, or a caller that returns
-    while its processes still run, is the outcome that must not happen.
+    while its processes still run, is the outcome that must not happen. ``on_interrupt`` is
+    called as the interrupt begins (a status line says "stopping…").
     """
     try:
         return await runner.wait(), False
     except asyncio.CancelledError:
+        if on_interrupt is not None:
+            on_interrupt()
         return await through_cancellations(runner.interrupt()), True
 
 

@@ -70,6 +70,14 @@ class Elapsed:
     def stop(self) -> None:
         self._timer.cancel()
 
+    def stopping(self, interrupt_grace: float) -> None:
+        """Say at once that the stop button was heard, while Ctrl-C handlers get their time."""
+        self.stop()
+        self._shown = True
+        self._update(
+            f"stopping… · Ctrl-C sent, SIGTERM after {format_seconds(interrupt_grace)} if still running"
+        )
+
     def finish(self, result: Result) -> None:
         """Show the final status, if the running line was ever shown."""
         self.stop()

@@ -7,7 +7,9 @@ that group, waiting until no live process is left in it, and escalating:
 - an interrupt sends SIGINT first, then SIGTERM, then SIGKILL;
 - a timeout, a kill request or shutdown send SIGTERM, then SIGKILL;
 
-each step waits until the group is gone or its time is up. Signals go through
+each step waits until the group is gone, or every process left in it ignores the signal
+just sent (a ``cmd &`` of a script ignores SIGINT: waiting for it to react would only
+delay the stop), or its time is up. Signals go through
 ``os.killpg``, never ``Popen.send_signal`` (which polls, and can reap the child behind
 asyncio's back).
 """
@@ -19,8 +21,9 @@ import os
 import signal
 import time
 
-INTERRUPT_WAIT = 0.5
-"""Seconds a process group gets to end after SIGINT before SIGTERM follows."""
+INTERRUPT_GRACE = 3.0
+"""Default seconds a process group gets to end after SIGINT before SIGTERM follows: long
+enough for a Ctrl-C handler that saves a checkpoint."""
 
 KILL_WAIT = 5.0
 """Seconds to wait for SIGKILL to take effect (a process in uninterruptible sleep lags)."""
@@ -37,8 +40,9 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def group_alive(pgid: int) -> bool:
-    """True while process group ``pgid`` holds a process that is not a zombie.
+def group_alive(pgid: int, *, unless_ignoring: int | None = None) -> bool:
+    """True while process group ``pgid`` holds a process that is not a zombie (and, with
+    ``unless_ignoring``, that does not ignore that signal).
 
     Zombies count as gone: an orphan's zombie waits for init to reap it, which in a
     container may never happen, and it can run no code anyway.
@@ -60,18 +64,32 @@ def group_alive(pgid: int) -> bool:
         # Fields after the parenthesised command name: state, ppid, pgrp, ...
         fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
+            if unless_ignoring is None or not _ignores(entry, unless_ignoring):
+                return True
     return False
 
 
-async def wait_group_gone(pgid: int, within: float | None) -> bool:
-    """Wait until group ``pgid`` has no live process; False if ``within`` seconds pass first.
+def _ignores(pid: str, sig: int) -> bool:
+    """True if process ``pid`` ignores ``sig`` (``SigIgn`` in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+async def wait_group_gone(pgid: int, within: float | None, *, unless_ignoring: int | None = None) -> bool:
+    """Wait until group ``pgid`` has no live process (none but those that ignore
+    ``unless_ignoring``); False if ``within`` seconds pass first.
 
     Processes outside our children cannot be waited on, so this polls, starting fast.
     """
     deadline = None if within is None else time.monotonic() + within
     delay = 0.005
-    while group_alive(pgid):
+    while group_alive(pgid, unless_ignoring=unless_ignoring):
         if deadline is not None and time.monotonic() >= deadline:
             return False
         await asyncio.sleep(delay)
@@ -79,23 +97,25 @@ async def wait_group_gone(pgid: int, within: float | None) -> bool:
     return True
 
 
-def escalation(first: int, grace: float) -> list[tuple[int, float]]:
+def escalation(first: int, grace: float, interrupt_grace: float = INTERRUPT_GRACE) -> list[tuple[int, float]]:
     """The (signal, seconds to wait) steps that end a group, starting with ``first``."""
     steps: list[tuple[int, float]] = []
     if first == signal.SIGINT:
-        steps.append((signal.SIGINT, INTERRUPT_WAIT))
+        steps.append((signal.SIGINT, interrupt_grace))
     steps.append((signal.SIGTERM, grace))
     steps.append((signal.SIGKILL, KILL_WAIT))
     return steps
 
 
-async def end_group(pgid: int, *, first: int = signal.SIGTERM, grace: float = 2.0) -> bool:
+async def end_group(
+    pgid: int, *, first: int = signal.SIGTERM, grace: float = 2.0, interrupt_grace: float = INTERRUPT_GRACE
+) -> bool:
     """End every process in group ``pgid``, escalating to SIGKILL; True once none is left.
 
     Runs to the end even if the calling task is cancelled meanwhile: a half-stopped tree
     is the one outcome that must not happen.
     """
-    task = asyncio.ensure_future(_escalate(pgid, escalation(first, grace)))
+    task = asyncio.ensure_future(_escalate(pgid, escalation(first, grace, interrupt_grace)))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -107,14 +127,14 @@ async def _escalate(pgid: int, steps: list[tuple[int, float]]) -> bool:
     for sig, wait in steps:
         if not signal_group(pgid, sig):
             return True
-        if await wait_group_gone(pgid, wait):
+        if await wait_group_gone(pgid, wait, unless_ignoring=sig) and not group_alive(pgid):
             return True
     return not group_alive(pgid)
 
 
 def end_groups_now(groups: dict[int, float]) -> None:
     """End every group of ``groups`` (pgid -> grace) at once, blocking: SIGTERM to all, then
-    SIGKILL to each one still alive after its grace. For where no event loop can run
+    SIGKILL to each one still alive after its grace (at once where all left ignore SIGTERM). For where no event loop can run
     (interpreter exit, unloading the extension, a blocked loop): the wait is the longest
     grace, not their sum."""
     start = time.monotonic()
@@ -124,7 +144,7 @@ def end_groups_now(groups: dict[int, float]) -> None:
         for pgid, deadline in list(alive.items()):
             if not group_alive(pgid):
                 del alive[pgid]
-            elif now >= deadline:
+            elif now >= deadline or not group_alive(pgid, unless_ignoring=signal.SIGTERM):
                 signal_group(pgid, signal.SIGKILL)
                 del alive[pgid]
         if alive:

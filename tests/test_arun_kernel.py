@@ -73,6 +73,53 @@ def test_interrupt_escalates_for_a_child_ignoring_sigint_and_sigterm(kernel: Ker
     assert processes_with(marker) == []
 
 
+CHECKPOINT = """
+import pathlib, sys, time
+out = pathlib.Path(sys.argv[1])
+print("training", flush=True)
+try:
+    time.sleep(float(sys.argv[2]))
+except KeyboardInterrupt:
+    out.write_text("saving")
+    time.sleep(float(sys.argv[3]))  # a checkpoint that takes its time
+    out.write_text("saved")
+"""
+
+
+def test_a_ctrl_c_handler_gets_time_to_save_and_the_cell_says_stopping(kernel: Kernel, marker, tmp_path):
+    """Issue 16.7: a handler got 0.5 s before SIGTERM and was killed mid-save."""
+    script, out = tmp_path / "train.py", tmp_path / "checkpoint"
+    script.write_text(CHECKPOINT)
+    ex = kernel.execute(
+        f"%arun python3 {script} {out} {marker} 1.5",
+        interrupt_when=lambda ex: "training" in ex.stdout,
+    )
+    assert "interrupted" in ex.error["evalue"]
+    assert out.read_text() == "saved"
+    statuses = [m["content"]["data"]["text/plain"] for m in ex.of_type("update_display_data")]
+    stopping = [
+        m for m in ex.of_type("update_display_data") if "stopping…" in m["content"]["data"]["text/plain"]
+    ]
+    assert stopping, statuses
+    assert ex.messages[[m for _, m in ex.messages].index(stopping[0])][0] - ex.interrupted_at < 1.0
+    assert processes_with(marker) == []
+
+
+def test_interrupt_grace_is_an_option(kernel: Kernel, marker, tmp_path):
+    script, out = tmp_path / "train.py", tmp_path / "checkpoint"
+    script.write_text(CHECKPOINT)
+    ex = kernel.execute(
+        f"%arun --interrupt-grace 0.2 --grace 0.2 python3 {script} {out} {marker} {marker}",
+        interrupt_when=lambda ex: "training" in ex.stdout,
+    )
+    assert "interrupted" in ex.error["evalue"]
+    assert out.read_text() == "saving"  # SIGTERM came after 0.2 s, mid-save
+    assert ex.idle_at - ex.interrupted_at < 0.2 + 0.2 + 1.5
+    assert processes_with(marker) == []
+    ex = kernel.execute("%arun --interrupt-grace -1 true")
+    assert "UsageError: --interrupt-grace must be zero or more seconds" in ex.stderr
+
+
 def test_interrupt_inside_a_function_uses_the_blocking_path(kernel: Kernel, marker: str):
     ex = kernel.execute(
         f"def _f():\n    %arun sleep {marker}\n_f()",

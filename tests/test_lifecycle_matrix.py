@@ -38,7 +38,7 @@ from kernel import Kernel, none_left, processes_with, sleeping
 pytestmark = pytest.mark.kernel
 
 BOUND = 20.0
-"""Seconds a cell may take to end: the slowest path is INT 0.5 s + grace 0.5 s + SIGKILL,
+"""Seconds a cell may take to end: the slowest path is INT 3 s + grace 1 s + SIGKILL,
 on a loaded 2-core machine."""
 
 
