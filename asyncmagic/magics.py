@@ -25,13 +25,23 @@ from .background import Background
 from .flow import Flow
 from .foreground import Launch, run_for_cell
 from .jobs import Job
-from .options import RunSettings, parse, run_options, settings, split_command
+from .options import RunSettings, parse, pipeline_options, plain_help, run_options, settings, split_command
 from .pipeline import Pipeline, start_pipeline
 from .pipesyntax import PipelineSpec
 from .process import OutputCallback, Process, default_shell, start
 from .result import CommandError
 from .status import JobsView, status_text
 from .stopping import INTERRUPT_GRACE
+
+_NOT_FOR_PIPELINES = {
+    "--interactive": "a pipeline's stdin is its first stage's input",
+    "--pty": "each stage writes to the next one's pipe",
+    "--parallel": "run several pipelines with --bg",
+    "-j": "it has no --parallel",
+    "--jobs": "it has no --parallel",
+    "--shell": "its stages run without a shell",
+}
+"""What ``%apipe`` says for the command-only options it does not take."""
 
 
 @magics_class
@@ -63,13 +73,12 @@ class AsyncMagics(Magics):
         super().__init__(shell, **kwargs)
         self.background = Background(shell)
 
+    @plain_help
     @magic_arguments()
     @run_options
     @line_cell_magic
     def arun(self, line: str, cell: str | None = None) -> Any:
         """Run a shell script (the cell) or one command (the rest of the line), streaming its output.
-
-        ::
 
             %%arun [options]
             script...
@@ -86,6 +95,7 @@ class AsyncMagics(Magics):
             return self._start_job(command, run)
         return awaiting.run_blocking(self._arun(command, run, value=True))
 
+    @plain_help
     @magic_arguments()
     @argument(
         "action",
@@ -100,14 +110,12 @@ class AsyncMagics(Magics):
     def ajobs(self, line: str) -> None:
         """List, wait for, kill and forget background jobs (``%arun --bg``).
 
-        ::
-
-            %ajobs                     table: id, command, pid, state, elapsed, exit, bytes out
-            %ajobs kill ID|all         SIGTERM to the job's process group, SIGKILL after the grace
-            %ajobs wait [--replay] ID|all
-                                       wait (the loop stays free), print what the job's cell
-                                       could not show, raise if a job failed
-            %ajobs clear               forget finished jobs
+        %ajobs                     table: id, command, pid, state, elapsed, exit, bytes out
+        %ajobs kill ID|all         SIGTERM to the job's process group, SIGKILL after the grace
+        %ajobs wait [--replay] ID|all
+                                   wait (the loop stays free), print what a headless
+                                   client dropped, raise if a job failed
+        %ajobs clear               forget finished jobs
         """
         loop = self.background.loop
         try:
@@ -195,15 +203,14 @@ class AsyncMagics(Magics):
 
     # -- %apipe --------------------------------------------------------------------------
 
+    @plain_help
     @magic_arguments()
     @argument("--dry-run", action="store_true", help="Print each stage as its argv list; run nothing.")
-    @run_options
+    @pipeline_options
     @no_var_expand
     @line_magic
     def apipe(self, line: str) -> Any:
         """Run a pipeline built without a shell: ``cmd1 | cmd2 | py:func | cmd3``.
-
-        ::
 
             %apipe [options] cmd1 args | cmd2 args | py:func | cmd3 [< in] [> out | >> out]
 
@@ -226,15 +233,7 @@ class AsyncMagics(Magics):
 
     def _apipe_args(self, line: str) -> tuple[PipelineSpec, RunSettings, bool]:
         options, text = split_command(line, self.apipe.parser)
-        args = parse(self.apipe.parser, options)
-        for flag, why in (
-            ("interactive", "a pipeline's stdin is its first stage's input"),
-            ("pty", "each stage writes to the next one's pipe"),
-            ("parallel", "run several pipelines with --bg"),
-            ("shell", "its stages run without a shell"),
-        ):
-            if getattr(args, flag):
-                raise UsageError(f"%apipe has no --{flag}: {why}")
+        args = parse(self.apipe.parser, options, absent=_NOT_FOR_PIPELINES)
         run = self._settings(args)
         try:
             spec = pipesyntax.parse(text, self.shell.user_ns)

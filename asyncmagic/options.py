@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import difflib
 import io
 import os
 import re
 import shlex
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,8 +40,13 @@ def _seconds(text: str) -> float:
     return value
 
 
-def run_options(func: F) -> F:
-    """Decorate a magic with the options every asyncmagic command takes."""
+COMMAND_ONLY = {"--shell": None, "--parallel": False, "--jobs": None, "--interactive": False, "--pty": False}
+"""Options of ``%arun``/``%%arun`` that ``%apipe`` has no use for (its stages run without a
+shell, each writing to the next one's pipe), with the value ``settings()`` sees without them."""
+
+
+def _option_decorators() -> list[tuple[str, Callable[[F], F]]]:
+    """Every option, in help order, as (its long name or group title, its decorator)."""
     decorators = [
         argument_group("Running"),
         argument(
@@ -81,7 +87,7 @@ def run_options(func: F) -> F:
         argument(
             "--parallel",
             action="store_true",
-            help="%%arun only: run each non-empty line of the cell as its own command, at most -j at "
+            help="%%%%arun only: run each non-empty line of the cell as its own command, at most -j at "
             "once, and end with a summary table. -r NAME stores the list of Results.",
         ),
         argument(
@@ -92,7 +98,7 @@ def run_options(func: F) -> F:
             "--bg",
             action="store_true",
             help="Run in the background: return a Job at once; the output keeps streaming into "
-            "this cell. -r NAME stores the Job. See %%ajobs.",
+            "this cell. -r NAME stores the Job. See %%%%ajobs.",
         ),
         argument(
             "--interactive",
@@ -148,8 +154,40 @@ def run_options(func: F) -> F:
             help="Report a failure (non-zero exit, timeout) instead of raising CommandError.",
         ),
     ]
-    for decorate in reversed(decorators):
+    return [(_name_of(decorate), decorate) for decorate in decorators]
+
+
+def _name_of(decorate: Any) -> str:
+    # IPython's argument decorators keep their arguments: args[0] is a group's title, or
+    # the option strings, the long one last.
+    names = [a for a in decorate.args if isinstance(a, str) and a.startswith("--")]
+    return names[-1] if names else decorate.args[0]
+
+
+_GROUP_OF_COMMAND_ONLY = {"Parallel"}
+"""Groups made of command-only options alone: their heading goes with them."""
+
+
+def plain_help(func: F) -> F:
+    """Drop the reST ``::`` that IPython's ``magic_arguments`` puts above the usage: ``%arun?``
+    is read as plain text."""
+    if func.__doc__:
+        func.__doc__ = func.__doc__.replace("::\n\n", "", 1)
+    return func
+
+
+def run_options(func: F) -> F:
+    """Decorate a magic with every option of a command (``%arun``, ``%%arun``)."""
+    for _, decorate in reversed(_option_decorators()):
         func = decorate(func)
+    return func
+
+
+def pipeline_options(func: F) -> F:
+    """Decorate a magic with the options a pipeline (``%apipe``) takes: no command-only ones."""
+    for name, decorate in reversed(_option_decorators()):
+        if name not in COMMAND_ONLY and name not in _GROUP_OF_COMMAND_ONLY:
+            func = decorate(func)
     return func
 
 
@@ -207,6 +245,7 @@ def settings(
     capture_limit: int | None = None,
 ) -> RunSettings:
     """Check ``args`` against the user's ``namespace``; configured defaults fill the gaps."""
+    args = argparse.Namespace(**{**{k[2:]: v for k, v in COMMAND_ONLY.items()}, **vars(args)})
     timeout = args.timeout if args.timeout is not None else timeout
     if timeout is not None and timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
@@ -324,17 +363,47 @@ def _env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def parse(parser: argparse.ArgumentParser, text: str) -> argparse.Namespace:
-    """Parse an options line with shell quoting rules (IPython's own splitter keeps the quotes)."""
+def parse(
+    parser: argparse.ArgumentParser, text: str, absent: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    """Parse an options line with shell quoting rules (IPython's own splitter keeps the quotes).
+
+    An unknown option is one line that names it and the option it most looks like
+    (``--timout``: did you mean --timeout?), or, if it is in ``absent``, why this magic has
+    none.
+    """
     try:
         argv = shlex.split(text)
     except ValueError as exc:
         raise UsageError(f"cannot parse the options: {exc}") from None
-    if any(not action.option_strings for action in parser._actions):
-        # Optional positionals mixed with options (``%ajobs wait --replay 1``) need this;
-        # it is slower (it formats the usage on every call), so only then.
-        return parser.parse_intermixed_args(argv)
-    return parser.parse_args(argv)
+    try:
+        if any(not action.option_strings for action in parser._actions):
+            # Optional positionals mixed with options (``%ajobs wait --replay 1``) need
+            # this; it is slower (it formats the usage on every call), so only then.
+            return parser.parse_intermixed_args(argv)
+        return parser.parse_args(argv)
+    except UsageError as exc:
+        raise _explained(exc, parser, absent or {}) from None
+
+
+def _explained(exc: UsageError, parser: argparse.ArgumentParser, absent: Mapping[str, str]) -> UsageError:
+    message = str(exc)
+    if "unrecognized arguments: " not in message:
+        return exc
+    unknown = message.split("unrecognized arguments: ", 1)[1].split()
+    known = sorted(parser._option_string_actions)
+    for word in unknown:
+        option = word.split("=", 1)[0]
+        if option in absent:
+            return UsageError(f"%{parser.prog} has no {option}: {absent[option]}")
+        bare = {k.lstrip("-"): k for k in known if k.startswith("--")}  # "--" would make all look alike
+        close = difflib.get_close_matches(option.lstrip("-"), bare, n=1, cutoff=0.7)
+        if option.startswith("-") and close:
+            return UsageError(f"%{parser.prog}: unknown option {option}; did you mean {bare[close[0]]}?")
+    options = [word for word in unknown if word.startswith("-")]
+    if options:
+        return UsageError(f"%{parser.prog}: unknown option {options[0]}")
+    return UsageError(f"%{parser.prog}: unexpected argument: {' '.join(unknown)}")
 
 
 def split_command(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]:

@@ -134,9 +134,9 @@ async def _escalate(pgid: int, steps: list[tuple[int, float]]) -> bool:
 
 def end_groups_now(groups: dict[int, float]) -> None:
     """End every group of ``groups`` (pgid -> grace) at once, blocking: SIGTERM to all, then
-    SIGKILL to each one still alive after its grace (at once where all left ignore SIGTERM). For where no event loop can run
-    (interpreter exit, unloading the extension, a blocked loop): the wait is the longest
-    grace, not their sum."""
+    SIGKILL to each one still alive after its grace (at once if all left ignore SIGTERM).
+    For where no event loop can run (interpreter exit, unloading the extension, a blocked
+    loop): the wait is the longest grace, not their sum."""
     start = time.monotonic()
     alive = {pgid: start + grace for pgid, grace in groups.items() if signal_group(pgid, signal.SIGTERM)}
     while alive:

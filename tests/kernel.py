@@ -141,6 +141,17 @@ class Kernel:
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def stable_fd_count(self, reads: int = 5, within: float = 10) -> int:
+        """The fd count once ``reads`` reads in a row (50 ms apart) agree: an earlier test's
+        lazily closed fd may still be closing."""
+        deadline = time.monotonic() + within
+        counts = [self.open_fds()]
+        while len(counts) < reads or len(set(counts[-reads:])) > 1:
+            assert time.monotonic() < deadline, f"fd count never settled: {counts[-10:]}"
+            self.pump(0.05)
+            counts.append(self.open_fds())
+        return counts[-1]
+
     def zombies(self) -> int:
         count = 0
         for entry in os.listdir("/proc"):

@@ -131,7 +131,7 @@ def test_background_pipeline(kernel: Kernel):
 
 def test_no_fd_leak_after_300_pipelines(kernel: Kernel):
     kernel.run("%apipe -q echo warm | cat")
-    fds, zombies = kernel.open_fds(), kernel.zombies()
+    fds, zombies = kernel.stable_fd_count(), kernel.zombies()
     ex = kernel.run(
         "import asyncmagic.awaiting as _aw\n"
         "def _same(lines):\n    return lines\n"
@@ -141,6 +141,7 @@ def test_no_fd_leak_after_300_pipelines(kernel: Kernel):
     )
     assert ex.stdout == "ran 300\n"
     deadline = time.monotonic() + 10
-    while (kernel.open_fds(), kernel.zombies()) != (fds, zombies) and time.monotonic() < deadline:
+    # No growth: an earlier test's fd closing meanwhile may make the count fall, never rise.
+    while (kernel.open_fds() > fds or kernel.zombies() > zombies) and time.monotonic() < deadline:
         kernel.pump(0.05)
-    assert (kernel.open_fds(), kernel.zombies()) == (fds, zombies)
+    assert kernel.open_fds() <= fds and kernel.zombies() <= zombies

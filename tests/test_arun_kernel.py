@@ -120,6 +120,20 @@ def test_interrupt_grace_is_an_option(kernel: Kernel, marker, tmp_path):
     assert "UsageError: --interrupt-grace must be zero or more seconds" in ex.stderr
 
 
+def test_each_magic_documents_exactly_its_own_options():
+    """Issue 16.9: %apipe? listed options it rejects; %arun? showed reST markers and called
+    --parallel "%arun only"."""
+    from asyncmagic.magics import AsyncMagics
+
+    arun, apipe = AsyncMagics.arun.__doc__, AsyncMagics.apipe.__doc__
+    assert "::" not in arun and "::" not in apipe
+    assert "%%arun only" in arun and "--interrupt-grace" in arun
+    for option in ("--parallel", "--jobs", "--shell", "--interactive", "--pty"):
+        assert option in arun and option not in apipe
+    for option in ("--timeout", "--stdin", "--bg", "--split", "--dry-run"):
+        assert option in apipe
+
+
 def test_interrupt_inside_a_function_uses_the_blocking_path(kernel: Kernel, marker: str):
     ex = kernel.execute(
         f"def _f():\n    %arun sleep {marker}\n_f()",
@@ -207,7 +221,9 @@ def test_config_defaults(kernel: Kernel):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("%arun --bogus touch {m}", "unrecognized arguments: --bogus"),
+        ("%arun --bogus touch {m}", "unknown option --bogus"),
+        ("%arun --timout 5 touch {m}", "%arun: unknown option --timout; did you mean --timeout?"),
+        ("%apipe --pty touch {m}", "%apipe has no --pty"),
         ("%arun -t -1 touch {m}", "--timeout must be a positive number"),
         ("%arun -t soon touch {m}", "not a number of seconds: 'soon'"),
         ("%arun --grace -2 touch {m}", "--grace must be zero or more"),
@@ -303,7 +319,7 @@ def test_many_runs_leave_no_fds_or_zombies(kernel: Kernel):
     """No growth across 500 runs. The baseline is taken once the count is steady: earlier
     tests may still be closing fds lazily, so the count can fall meanwhile, never rise."""
     kernel.run("%arun true")  # warm up: the first run opens the child watcher's resources
-    fds = stable_fd_count(kernel)
+    fds = kernel.stable_fd_count()
     zombies = kernel.zombies()
     ex = kernel.run(
         "import asyncmagic.awaiting as _aw\n"
@@ -317,17 +333,6 @@ def test_many_runs_leave_no_fds_or_zombies(kernel: Kernel):
         kernel.pump(0.05)
     assert kernel.open_fds() <= fds
     assert kernel.zombies() <= zombies
-
-
-def stable_fd_count(kernel: Kernel, reads: int = 5, within: float = 10) -> int:
-    """The kernel's fd count once ``reads`` reads in a row (50 ms apart) agree."""
-    deadline = time.monotonic() + within
-    counts = [kernel.open_fds()]
-    while len(counts) < reads or len(set(counts[-reads:])) > 1:
-        assert time.monotonic() < deadline, f"fd count never settled: {counts[-10:]}"
-        kernel.pump(0.05)
-        counts.append(kernel.open_fds())
-    return counts[-1]
 
 
 def test_unload_removes_the_magics():
