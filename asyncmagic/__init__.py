@@ -25,11 +25,16 @@ def load_ipython_extension(ipython: Any) -> None:
     AsyncMagics.timeout = 60`` reaches them.
     """
     from .awaiting import await_magics
+    from .completion import matcher_for
     from .magics import AsyncMagics
 
-    ipython.register_magics(AsyncMagics(ipython))
+    magics = AsyncMagics(ipython)
+    ipython.register_magics(magics)
     if await_magics not in ipython.input_transformers_post:
         ipython.input_transformers_post.append(await_magics)
+    completer = getattr(ipython, "Completer", None)
+    if completer is not None:
+        completer.custom_matchers.append(matcher_for(magics))
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -39,6 +44,11 @@ def unload_ipython_extension(ipython: Any) -> None:
 
     if await_magics in ipython.input_transformers_post:
         ipython.input_transformers_post.remove(await_magics)
+    completer = getattr(ipython, "Completer", None)
+    if completer is not None:
+        completer.custom_matchers[:] = [
+            m for m in completer.custom_matchers if getattr(m, "matcher_identifier", None) != "asyncmagic"
+        ]
     manager = ipython.magics_manager
     for magics in [c for c in ipython.configurables if isinstance(c, AsyncMagics)]:
         magics.background.close()
