@@ -32,6 +32,9 @@ ALL_LINES = 20_000
 """Lines of each stream the final view holds for ``--max-lines 0``: the view is kept whole
 in memory and sent whole at each update, so "everything" has a ceiling here."""
 
+STDERR_BACKGROUND = "var(--jp-rendermime-error-background, #fdd)"
+"""JupyterLab's (and Notebook 7's) background for stderr output, with a fallback elsewhere."""
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -46,19 +49,23 @@ class SplitContent:
         return f"── stdout ──\n{_ends_line(self.stdout)}── stderr ──\n{_ends_line(self.stderr)}".rstrip("\n")
 
     def _repr_html_(self) -> str:
-        def column(title: str, text: str, colour: str) -> str:
+        # Not a table: JupyterLab colours a hovered table row. Columns as wide as their
+        # content (wrapping at word boundaries once they share the width), stderr on the
+        # background JupyterLab gives stderr elsewhere.
+        def column(name: str, text: str, style: str) -> str:
             body = html.escape(_ANSI.sub("", text))
             return (
-                f'<td style="vertical-align:top;text-align:left;width:50%;padding:0 6px">'
-                f'<div style="font-weight:bold;color:{colour}">{title}</div>'
-                f'<pre style="margin:0;white-space:pre-wrap;word-break:break-all">{body}</pre></td>'
+                f'<div class="asyncmagic-{name}" style="flex:1 1 auto;min-width:0;padding:0 6px;{style}">'
+                f'<div style="font-weight:bold">{name}</div>'
+                f'<pre style="margin:0;white-space:pre-wrap;overflow-wrap:break-word;background:none">'
+                f"{body}</pre></div>"
             )
 
         return (
-            '<table class="asyncmagic-split" style="width:100%;table-layout:fixed"><tr>'
-            + column("stdout", self.stdout, "inherit")
-            + column("stderr", self.stderr, "#c33")
-            + "</tr></table>"
+            '<div class="asyncmagic-split" style="display:flex;gap:8px;align-items:flex-start">'
+            + column("stdout", self.stdout, "")
+            + column("stderr", self.stderr, f"background:{STDERR_BACKGROUND}")
+            + "</div>"
         )
 
 

@@ -154,7 +154,9 @@ def test_split_view_in_both_mimetypes(kernel: Kernel):
     assert ex.streams == []  # everything goes into the view
     final_text, final_html = _display(ex)[-1], _display(ex, "text/html")[-1]
     assert final_text == "── stdout ──\nout 1\nout 2\nout 3\n── stderr ──\nerr 1\nerr 2\nerr 3"
-    assert final_html.count("<td") == 2 and "out 3" in final_html and "err 3" in final_html
+    assert 'class="asyncmagic-stdout"' in final_html and 'class="asyncmagic-stderr"' in final_html
+    assert "<table" not in final_html  # JupyterLab colours hovered table rows
+    assert "out 3" in final_html and "err 3" in final_html
     views = [m for m in ex.of_type("display_data") if "text/html" in m["content"]["data"]]
     assert len(views) == 1  # one view, updated in place
 

@@ -76,11 +76,36 @@ def test_split_view_shows_two_columns(lab, page):
     nb = Notebook(page, lab.notebook("split.ipynb", LOAD, cell))
     nb.run_and_wait(0)
     shown = nb.run_and_wait(1)
-    columns = shown.locator("table.asyncmagic-split td")
-    expect(columns).to_have_count(2)
-    expect(columns.nth(0)).to_contain_text("out 3")
-    expect(columns.nth(1)).to_contain_text("err 3")
-    assert "err" not in text(columns.nth(0)) and "out" not in text(columns.nth(1))
+    out, err = shown.locator(".asyncmagic-stdout"), shown.locator(".asyncmagic-stderr")
+    expect(out).to_contain_text("out 3")
+    expect(err).to_contain_text("err 3")
+    assert "err" not in text(out) and "out" not in text(err)
+    # Issue 16.8: it looked foreign: the hovered table turned blue, stderr was not stderr's
+    # colour, fixed halves wrapped words. Now: stderr's own background, no hover change,
+    # side by side, words kept whole.
+    stderr_background = page.evaluate(
+        "getComputedStyle(document.body).getPropertyValue('--jp-rendermime-error-background').trim()"
+    )
+    assert stderr_background and background(err) == background_of_colour(page, stderr_background)
+    before = background(out)
+    out.hover()
+    assert background(out) == before
+    assert out.bounding_box()["x"] < err.bounding_box()["x"]
+    assert out.locator("pre").evaluate("e => getComputedStyle(e).overflowWrap") == "break-word"
+
+
+def background(locator) -> str:
+    return locator.evaluate("e => getComputedStyle(e).backgroundColor")
+
+
+def background_of_colour(page, colour: str) -> str:
+    """The computed form of a CSS colour, as getComputedStyle reports backgrounds."""
+    return page.evaluate(
+        "c => { const d = document.createElement('div'); d.style.background = c;"
+        " document.body.appendChild(d); const v = getComputedStyle(d).backgroundColor;"
+        " d.remove(); return v; }",
+        colour,
+    )
 
 
 def test_a_progress_bar_is_one_updating_line(lab, page):
