@@ -447,7 +447,7 @@ async def start(
     err_arg: Any = asyncio.subprocess.PIPE
     if terminal is not None:
         out_arg = err_arg = terminal.slave
-    watchdog.ensure_running()
+    token = watchdog.expect_spawn()
     started_at = _now()
     sigint = _SigintDefault()
     preexec = sigint.arm()
@@ -460,7 +460,7 @@ async def start(
                 stdout=out_arg,
                 stderr=err_arg,
                 cwd=cwd,
-                env=child_env(env),
+                env={**child_env(env), watchdog.SPAWN_VARIABLE: token},
                 start_new_session=True,
                 preexec_fn=preexec,
                 pass_fds=() if script_fd is None else (script_fd,),
@@ -469,6 +469,7 @@ async def start(
     except BaseException:
         sigint.restore()
         _close_fd(script_fd)
+        watchdog.spawn_failed(token)
         raise
     spawn.add_done_callback(lambda _: sigint.restore())
     spawn.add_done_callback(lambda _: _close_fd(script_fd))
@@ -481,9 +482,11 @@ async def start(
             break
         except asyncio.CancelledError:
             if spawn.done() and spawn.cancelled():
+                watchdog.spawn_failed(token)
                 raise
             cancelled = True
         except BaseException:
+            watchdog.spawn_failed(token)
             if terminal is not None:
                 terminal.close()
             raise
@@ -510,7 +513,7 @@ async def start(
     proc._feeder = asyncio.ensure_future(proc._feed(input)) if input is not None else None
     proc._finished = asyncio.ensure_future(proc._finish())
     _live.add(proc)
-    watchdog.track(proc.pgid)
+    watchdog.track(proc.pgid, token)
     if cancelled:  # nobody will own it: end it before the cancellation goes on
         await through_cancellations(proc.stop("killed"))
         raise asyncio.CancelledError

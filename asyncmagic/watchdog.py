@@ -4,7 +4,14 @@ A graceful exit ends every live group itself (see :mod:`asyncmagic.process`). A 
 killed with SIGKILL, or crashing, cannot: so the first command it starts also starts one
 small watchdog process, in its own session, that reads "+PGID" / "-PGID" lines from a
 pipe. When the owner is gone, however it went, the watchdog ends every group still
-registered: SIGTERM, then SIGKILL after a grace. It learns of the death from a pidfd of
+registered: SIGTERM, then SIGKILL after a grace.
+
+A group can only be registered once its spawn returned, and an owner killed between the
+child's exec and that line would leave the child to run on. So before each spawn the
+owner sends "?TOKEN" and gives the child ``ASYNCMAGIC_SPAWN=TOKEN`` in its environment,
+and after it "!TOKEN". A token still pending at the owner's death is looked up in
+``/proc/*/environ`` among session leaders (each command leads its own session), and that
+group is ended too. It learns of the death from a pidfd of
 the owner, not only from end-of-file on the pipe: a child the owner ``fork()``ed without
 exec (``multiprocessing``) holds a copy of the pipe's write end, and no end-of-file comes
 while it lives.
@@ -14,6 +21,7 @@ The parent side is :func:`track` and :func:`untrack`; :func:`main` is the watchd
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import subprocess
@@ -21,24 +29,36 @@ import sys
 import threading
 import time
 
+SPAWN_VARIABLE = "ASYNCMAGIC_SPAWN"
+"""The environment variable that names a child's spawn until its group is registered."""
+
 GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL once the owner is gone."""
 
 _lock = threading.Lock()
 _pipe: int | None = None
 _proc: subprocess.Popen[bytes] | None = None
+_spawns = itertools.count(1)
 
 
-def ensure_running() -> None:
-    """Start the watchdog now, if it is not running: called before a spawn, so that
-    :func:`track` right after it is one write, and the window in which a dying owner would
-    leave the new group unregistered is as short as it can be."""
-    _send("")
+def expect_spawn() -> str:
+    """Before a spawn: start the watchdog if needed and announce a spawn; the token goes in
+    the child's environment as :data:`SPAWN_VARIABLE`, then to :func:`track` (or
+    :func:`spawn_failed`)."""
+    token = str(next(_spawns))
+    _send(f"?{token}\n")
+    return token
 
 
-def track(pgid: int) -> None:
-    """Register ``pgid``: it is ended if this process dies before calling :func:`untrack`."""
-    _send(f"+{pgid}\n")
+def track(pgid: int, token: str | None = None) -> None:
+    """Register ``pgid`` (the spawn ``token`` made): it is ended if this process dies before
+    calling :func:`untrack`."""
+    _send(f"+{pgid}\n" + (f"!{token}\n" if token else ""))
+
+
+def spawn_failed(token: str) -> None:
+    """The spawn announced with ``token`` made no process."""
+    _send(f"!{token}\n")
 
 
 def untrack(pgid: int) -> None:
@@ -76,6 +96,7 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     groups: set[int] = set()
+    pending: set[bytes] = set()  # spawn tokens whose group is not registered yet
     watched = [0]
     owner_alive = True
     try:
@@ -88,7 +109,7 @@ def main() -> None:
         pass  # end-of-file alone then tells
     if not owner_alive:
         os.set_blocking(0, False)
-    pending = b""
+    partial = b""
     while True:
         ready = [0] if not owner_alive else select.select(watched, [], [])[0]
         if len(watched) > 1 and watched[1] in ready:
@@ -100,12 +121,19 @@ def main() -> None:
             data = b""
         if not data:
             break
-        *lines, pending = (pending + data).split(b"\n")
+        *lines, partial = (partial + data).split(b"\n")
         for line in lines:
             if line[:1] == b"+":
                 groups.add(int(line[1:]))
             elif line[:1] == b"-":
                 groups.discard(int(line[1:]))
+            elif line[:1] == b"?":
+                pending.add(line[1:])
+            elif line[:1] == b"!":
+                pending.discard(line[1:])
+    if pending:
+        time.sleep(0.05)  # a child forked but not yet exec'd shows the owner's environment
+        groups |= _leaders_of(pending)
     alive = [g for g in groups if signal_group(g, signal.SIGTERM)]
     deadline = time.monotonic() + GRACE
     while alive and time.monotonic() < deadline:
@@ -113,3 +141,24 @@ def main() -> None:
         alive = [g for g in alive if group_alive(g)]
     for g in alive:
         signal_group(g, signal.SIGKILL)
+
+
+def _leaders_of(tokens: set[bytes]) -> set[int]:
+    """Session leaders whose environment names one of the spawn ``tokens``."""
+    wanted = {f"{SPAWN_VARIABLE}=".encode() + token for token in tokens}
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if int(fields[3]) != int(entry):  # the session id: each command leads its own
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if wanted & set(f.read().split(b"\0")):
+                    found.add(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

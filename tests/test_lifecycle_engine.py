@@ -315,6 +315,34 @@ def test_the_watchdog_sees_a_killed_owner_while_a_forked_child_lives(marker):
             pass
 
 
+UNREGISTERED = """
+import os, subprocess, sys, time
+from asyncmagic import watchdog
+token = watchdog.expect_spawn()
+child = subprocess.Popen(
+    ["sleep", "{marker}"], start_new_session=True, env={{**os.environ, watchdog.SPAWN_VARIABLE: token}}
+)
+print(child.pid, flush=True)
+time.sleep(600)  # killed here: its spawn announced, its group never registered
+"""
+
+
+def test_the_watchdog_ends_a_child_whose_owner_died_before_registering_it(marker):
+    """A kernel SIGKILLed between a child's exec and the registration of its group left the
+    child running (seen once in four runs of the kernel-end matrix)."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", UNREGISTERED.format(marker=marker)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        owner.stdout.readline()
+        assert sleeping(marker)
+        owner.kill()
+        owner.wait()
+        assert none_left(sleeping, marker, within=BOUND), "the watchdog did not end the child"
+    finally:
+        owner.kill()
+
+
 @pytest.mark.parametrize("first_cancel_after", [0.0, 0.05], ids=["during-start", "after-start"])
 def test_a_second_cancel_during_the_interrupt_waits_for_the_tree(marker, first_cancel_after):
     # A stop during a stop: run() returned (cancelled) while the tree was still stopping.
