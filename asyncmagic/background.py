@@ -23,6 +23,7 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
+from .capture import until_exit
 from .foreground import Launch, Runner, live_output, name_the_source, start_runner
 from .jobs import Job, JobTable
 from .options import RunSettings
@@ -129,7 +130,7 @@ class Background:
         chunks, cut = job.transcript.chunks_since(seen)
         if cut:
             log = job.result.log_path if job.result is not None else None
-            where = f"full output: {log}" if log else "job.stdout keeps its head and tail"
+            where = f"full output: {log}{until_exit(log)}" if log else "job.stdout keeps its head and tail"
             print(f"… the job's earlier output is not kept for replay; {where}", file=sys.stderr)
         for stream, text in chunks:
             (sys.stderr if stream == "stderr" else sys.stdout).write(text)

@@ -132,10 +132,18 @@ class Capture:
 
 def notice(lines: int, chars: int, log_path: str | None) -> str:
     """``… 1,234,567 lines (98 MB) not shown; full output: /tmp/asyncmagic-…/3.log``"""
-    where = f"full output: {log_path}" if log_path else "full output in the Result"
+    where = f"full output: {log_path}{until_exit(log_path)}" if log_path else "full output in the Result"
     if lines == 0:
         return f"… {human_size(chars)} not shown; {where}"
     return f"… {lines:,} lines ({human_size(chars)}) not shown; {where}"
+
+
+def until_exit(log_path: str) -> str:
+    """`` (deleted when the kernel exits)`` for a log in the private temporary folder: a
+    saved notebook's notice must not promise a file that is gone."""
+    if _log_dir is not None and log_path.startswith(_log_dir + os.sep):
+        return " (deleted when the kernel exits)"
+    return ""
 
 
 def human_size(n: float) -> str:

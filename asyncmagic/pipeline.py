@@ -159,7 +159,7 @@ class Pipeline:
 
     def _stage_failed(self, index: int, error: BaseException) -> None:
         """A Python stage raised: show its error, end the others, keep it as the pipeline's."""
-        self._labels[index]("stderr", "".join(traceback.format_exception_only(type(error), error)))
+        self._labels[index]("stderr", failure_text(error))
         if self._ended is None:
             self._ended = "killed"
             self._failed_stage = index
@@ -207,7 +207,7 @@ class Pipeline:
             await asyncio.wait([self._reader])
 
     def _result(self, stages: list[Result]) -> Result:
-        stages = [replace(r, command=f"{i} {self.stages[i - 1]}") for i, r in enumerate(stages, 1)]
+        stages = [replace(r, command=str(stage)) for stage, r in zip(self.stages, stages, strict=True)]
         deciding = None
         for index, stage in enumerate(stages):
             last = index == len(stages) - 1
@@ -662,6 +662,20 @@ async def _lines_of(reader: asyncio.StreamReader | None) -> AsyncIterator[str]:
         yield _strip(partial)
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def failure_text(error: BaseException) -> str:
+    """A Python stage's error as a person needs it: the line of their own code that raised
+    (the innermost frame outside asyncmagic), then the exception."""
+    own = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_PACKAGE)]
+    where = ""
+    if own:
+        frame = own[-1]
+        where = f"in {frame.name}, line {frame.lineno}" + (f": {frame.line}" if frame.line else "") + "\n"
+    return where + "".join(traceback.format_exception_only(type(error), error))
+
+
 def _strip(line: str) -> str:
     return line[:-1] if line.endswith("\n") else line
 
@@ -677,7 +691,7 @@ async def _py_result(
         returncode, ended, error = -signal.SIGTERM, "killed", None
     if error is not None:
         returncode = 1
-        stderr = "".join(traceback.format_exception_only(type(error), error))
+        stderr = failure_text(error)
     return Result(
         command=str(stage),
         returncode=returncode,

@@ -112,10 +112,13 @@ class CommandError(Exception):
 
 
 def format_seconds(value: float) -> str:
-    """A duration for people: ``0.25 s``, ``4.2 s``, ``3 min 4 s``."""
-    if value < 10:
-        return f"{value:.2g} s" if value < 1 else f"{value:.1f} s"
-    if value < 60:
+    """A duration for people, one rule: at most one decimal, none from 10 s, milliseconds
+    below 0.1 s: ``7 ms``, ``0.3 s``, ``4.2 s``, ``13 s``, ``3 min 4 s``."""
+    if value < 0.0995:
+        return f"{max(round(value * 1000), 1)} ms"
+    if value < 9.95:
+        return f"{value:.1f} s"
+    if value < 59.5:
         return f"{value:.0f} s"
     minutes, secs = divmod(round(value), 60)
     if minutes < 60:

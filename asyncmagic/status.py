@@ -82,7 +82,14 @@ class Elapsed:
         """Show the final status, if the running line was ever shown."""
         self.stop()
         if self._shown:
-            self._update(f"{result.describe()} · {format_seconds(result.duration)}")
+            took = "" if result.ended == "timeout" else f" · {format_seconds(result.duration)}"
+            self._update(result.describe() + took)  # "timed out after 2.0 s" says how long
+
+    def clear(self) -> None:
+        """Empty the line again, if it was ever shown: what follows it says how it ended."""
+        self.stop()
+        if self._shown:
+            self._update("")
 
 
 def _placeholder(display_id: str) -> None:

@@ -37,8 +37,7 @@ def test_assignment_returns_the_result_with_stages(kernel: Kernel):
         "print(str(_r) == _r.stdout, _r.lines, [(s.command, s.returncode, s.ended) for s in _r.stages])"
     )
     assert ex.stdout == (
-        "True ['fix1', 'fix2'] "
-        "[('1 printf %s\\\\n fix1 feat fix2', 0, 'exit'), ('2 grep -i fix', 0, 'exit')]\n"
+        "True ['fix1', 'fix2'] [('printf %s\\\\n fix1 feat fix2', 0, 'exit'), ('grep -i fix', 0, 'exit')]\n"
     )
 
 

@@ -98,7 +98,7 @@ def test_pipelines(outputs):
         == "1: ['printf', '%s\\\\n', 'a b; rm -rf ~']\n2: py:keep_odd\na b; rm -rf ~\n"
     )
     assert output_of(outputs, "r = %apipe -q yes").startswith(
-        "(True, ['y', 'y', 'y'], [('1 yes', -13, 'signal')"
+        "(True, ['y', 'y', 'y'], [('yes', -13, 'signal')"
     )
     failed = output_of(outputs, "%apipe --no-raise ls")
     assert failed.startswith("ERR:[1 ls] ls: cannot access") and "exit 2" in failed

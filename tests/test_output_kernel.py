@@ -73,7 +73,8 @@ def test_max_lines_shows_head_and_tail_with_a_notice(kernel: Kernel):
     assert ex.stdout == "1\n2\n3\n98\n99\n100\n"
     assert ex.stderr.startswith("… 94 lines (") and "full output: /tmp/asyncmagic-" in ex.stderr
     assert kernel.eval("_r.stdout") == "".join(f"{i}\n" for i in range(1, 101))
-    path = ex.stderr.split("full output: ")[1].strip()
+    path, kept = ex.stderr.split("full output: ")[1].strip().split(" ", 1)
+    assert kept == "(deleted when the kernel exits)"
     assert open(path).read() == "".join(f"{i}\n" for i in range(1, 101))
 
 
@@ -95,7 +96,7 @@ def test_a_100_mb_flood_stays_under_the_rate_limits_and_loses_nothing(kernel: Ke
     notice = ex.stderr.strip()
     assert notice.startswith("… ") and "lines (" in notice and "MB) not shown; full output: " in notice
     assert ex.stdout.count("\n") == 1000  # the default head and tail
-    path = notice.split("full output: ")[1]
+    path = notice.split("full output: ")[1].split(" (deleted")[0]
     assert os.path.getsize(path) == 100_000_000 + newlines
     assert kernel.eval("_flood.log_path") == path
 
@@ -275,3 +276,28 @@ def test_elapsed_indicator_for_commands_over_a_second(kernel: Kernel):
     assert shown[0] == "" and shown[1].startswith("running · pid ") and shown[-1].startswith("exit 0 · 1.")
     first = ex.of_type("display_data", "stream")[0]
     assert first["msg_type"] == "display_data"  # above the output, where it cannot split a line
+
+
+def test_a_failed_command_says_how_it_ended_once(kernel: Kernel):
+    """Issue 16.10: the status line said `timed out after 2.0 s · 2.0 s`, then the
+    CommandError said it again."""
+    ex = kernel.execute("%arun -t 1.3 sleep 30")
+    assert ex.error["evalue"].endswith(": timed out after 1.3 s")
+    shown = _display(ex)
+    assert shown[1].startswith("running · pid ") and shown[-1] == ""  # the error line says it
+
+
+def test_a_failing_python_stage_shows_the_users_line(kernel: Kernel):
+    """Issue 16.10: only `ValueError: …` was shown, no line of the user's function."""
+    kernel.run("def _boom(lines):\n    for line in lines:\n        raise ValueError(f'bad {line}')")
+    ex = kernel.execute("%apipe echo x | py:_boom")
+    assert "in _boom, line 3: raise ValueError(f'bad {line}')\n" in ex.stderr, ex.streams
+    assert "ValueError: bad x" in ex.stderr
+    assert "asyncmagic" not in ex.stderr.split("in _boom")[0]  # no frame of ours before it
+
+
+def test_durations_follow_one_rule():
+    from asyncmagic.result import format_seconds
+
+    shown = [format_seconds(s) for s in (0.0074, 0.25, 4.24, 13.2, 184)]
+    assert shown == ["7 ms", "0.2 s", "4.2 s", "13 s", "3 min 4 s"]

@@ -67,7 +67,7 @@ def test_kernel_interrupt_stops_a_running_command(lab, page):
     expect(cell.locator(STDOUT)).to_have_text("started")
     nb.menu("Kernel", "Interrupt Kernel")
     nb.wait_done(1)
-    expect(cell.locator(STDERR)).to_have_text(re.compile(r"^CommandError: .*: interrupted · [\d.]+ s$"))
+    expect(cell.locator(STDERR)).to_have_text(re.compile(r"^CommandError: .*: interrupted · [\d.]+ m?s$"))
     expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
 
 
