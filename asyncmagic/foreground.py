@@ -74,10 +74,11 @@ async def run_for_cell(
     finally:
         if indicator is not None:
             indicator.stop()
+    cut = getattr(live, "cut", None)
     if indicator is not None and not result.ok and run.raise_on_error:
-        indicator.clear()  # the error's one line says how it ended: once is enough
+        indicator.clear(cut)  # the error's one line says how it ended: once is enough
     elif indicator is not None:
-        indicator.finish(result)
+        indicator.finish(result, cut)
     result = name_the_source(result, run)
     store(result, run, namespace)
     report(result, run)

@@ -204,6 +204,8 @@ class LiveOutput:
         self._governor = governor
         self._min_gap = min_gap
         self._limit = HeadTail(max_lines, max_chars)
+        self.cut: str | None = None
+        """Once closed: the notice of what was not shown, if anything was cut."""
         self._pending: list[list[str]] = []  # [stream, text] in arrival order
         self._pending_chars = 0
         self.flow = Flow()
@@ -243,7 +245,7 @@ class LiveOutput:
             tail = limit.finish()
             if limit.hidden_lines or limit.hidden_chars:
                 path = log_path() if log_path is not None else None
-                text = notice(limit.hidden_lines, limit.hidden_chars, path)
+                text = self.cut = notice(limit.hidden_lines, limit.hidden_chars, path)
                 last = self._pending[-1][1] if self._pending else "\n"
                 self._queue("stderr", ("" if last.endswith("\n") else "\n") + text + "\n")
             for stream, text in tail:

@@ -78,18 +78,23 @@ class Elapsed:
             f"stopping… · Ctrl-C sent, SIGTERM after {format_seconds(interrupt_grace)} if still running"
         )
 
-    def finish(self, result: Result) -> None:
-        """Show the final status, if the running line was ever shown."""
+    def finish(self, result: Result, cut: str | None = None) -> None:
+        """Show the final status, if the running line was ever shown, and the notice of
+        output not shown (``cut``) in any case: at the top, where a person starts reading."""
         self.stop()
-        if self._shown:
-            took = "" if result.ended == "timeout" else f" · {format_seconds(result.duration)}"
-            self._update(result.describe() + took)  # "timed out after 2.0 s" says how long
+        took = "" if result.ended == "timeout" else f" · {format_seconds(result.duration)}"
+        status = result.describe() + took  # "timed out after 2.0 s" says how long
+        if cut is not None:
+            self._update(f"{status} · {cut}")
+        elif self._shown:
+            self._update(status)
 
-    def clear(self) -> None:
-        """Empty the line again, if it was ever shown: what follows it says how it ended."""
+    def clear(self, cut: str | None = None) -> None:
+        """Empty the line again (what follows it says how it ended), but for the notice of
+        output not shown, ``cut``."""
         self.stop()
-        if self._shown:
-            self._update("")
+        if self._shown or cut is not None:
+            self._update(cut or "")
 
 
 def _placeholder(display_id: str) -> None:

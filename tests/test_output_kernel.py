@@ -76,6 +76,10 @@ def test_max_lines_shows_head_and_tail_with_a_notice(kernel: Kernel):
     path, kept = ex.stderr.split("full output: ")[1].strip().split(" ", 1)
     assert kept == "(deleted when the kernel exits)"
     assert open(path).read() == "".join(f"{i}\n" for i in range(1, 101))
+    # Issue 16.5: the notice sat below the head only; the status line at the top says it too.
+    top = ex.of_type("display_data", "update_display_data")
+    assert top[0]["msg_type"] == "display_data" and top[-1]["msg_type"] == "update_display_data"
+    assert _display(ex)[-1].startswith("exit 0 · ") and ex.stderr.strip() in _display(ex)[-1]
 
 
 def test_config_max_display_lines(kernel: Kernel):

@@ -116,3 +116,13 @@ def test_a_progress_bar_is_one_updating_line(lab, page):
     out = cell.locator(STDOUT)
     expect(out).to_have_text("progress 200%")
     assert text(out).count("progress") == 1
+
+
+def test_a_cut_output_says_so_at_the_top(lab, page):
+    """Issue 16.5: the notice sat 500 lines down; a person reading from the top missed it."""
+    nb = Notebook(page, lab.notebook("cut.ipynb", LOAD, "%arun --max-lines 6 seq 1 100000"))
+    nb.run_and_wait(0)
+    cell = nb.run_and_wait(1)
+    first = cell.locator(".jp-OutputArea-output").first
+    expect(first).to_contain_text("99,994 lines")
+    expect(first).to_contain_text("not shown; full output: /tmp/asyncmagic-")
