@@ -128,6 +128,12 @@ class Lab:
     def open_url(self, name: str) -> str:
         return f"{self.url}/lab/tree/{name}?reset&token={self.token}"  # reset: only this notebook open
 
+    def notebook7(self, name: str, *cells: str) -> str:
+        """Write a notebook and return the address that opens it in Notebook 7: the same
+        server serves it (the ``notebook`` package is a server extension)."""
+        self.notebook(name, *cells)
+        return f"{self.url}/notebooks/{name}?token={self.token}"
+
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)  # the server ends its kernels on SIGTERM
         try:

@@ -54,6 +54,16 @@ class Notebook:
             self.page.locator(".lm-Menu-itemLabel", has_text=item).first.click()
 
 
+class ClassicNotebook(Notebook):
+    """A notebook open in Notebook 7 (package ``notebook``): the same cells and outputs as
+    JupyterLab (it is built from its components), one document per page, no side bar."""
+
+    def __init__(self, page: Page, url: str) -> None:
+        self.page = page
+        page.goto(url)
+        expect(self.cells.first).to_be_visible(timeout=60_000)
+
+
 def text(locator: Locator) -> str:
     """The rendered text of every element the locator matches, joined."""
     return "".join(locator.all_inner_texts())
