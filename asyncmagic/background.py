@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
+from dataclasses import replace
 from typing import Any
 
 from IPython.display import DisplayHandle, display
@@ -82,7 +83,7 @@ class Background:
 
         job = context.run(self.jobs.start, command, starting, self.loop)
         self._seen[job.id] = None
-        self._settings[job.id] = run
+        self._settings[job.id] = replace(run, input=None)  # not the source: it may be big
         if run.quiet:
             self._quiet.add(job.id)
         job.on_wait = self._after_wait
