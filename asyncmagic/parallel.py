@@ -46,17 +46,19 @@ class ParallelError(CommandError):
 
     def __init__(self, results: Sequence[Result], labels: Sequence[str] | None = None) -> None:
         """``labels``: each line's ``[N part]`` label, to name the failed ones by."""
-        named = [
-            (label.strip() if labels is not None else f"{_short(r.command, 30)}:", r)
-            for label, r in zip(labels or [""] * len(results), results, strict=True)
-        ]
+        names = (
+            [n.strip() for n in labels]
+            if labels is not None
+            else [f"{_short(r.command, 30)}:" for r in results]
+        )
         failed = [r for r in results if not r.ok]
         super().__init__(failed[0])
         self.results = list(results)
         self.failed = failed
-        names = ", ".join([f"{name} {r.describe()}" for name, r in named if not r.ok][:3])
+        said = [f"{name} {r.describe()}" for name, r in zip(names, results, strict=True) if not r.ok]
+        names_of_failed = ", ".join(said[:3])
         more = f", and {len(failed) - 3} more" if len(failed) > 3 else ""
-        self.args = (f"{len(failed)} of {len(results)} commands failed: {names}{more}",)
+        self.args = (f"{len(failed)} of {len(results)} commands failed: {names_of_failed}{more}",)
 
     def __str__(self) -> str:
         return self.args[0]
@@ -144,7 +146,7 @@ def line_labels(lines: Sequence[str]) -> list[str]:
     prefix = suffix = 0
     if len(words) > 1:
         shortest = min(len(w) for w in words)
-        while prefix < shortest and len({tuple(w[prefix : prefix + 1]) for w in words}) == 1:
+        while prefix < shortest and len({w[prefix] for w in words}) == 1:
             prefix += 1
         while suffix < shortest - prefix and len({w[len(w) - suffix - 1] for w in words}) == 1:
             suffix += 1
