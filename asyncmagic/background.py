@@ -3,7 +3,7 @@
 A job's output keeps streaming into the cell that started it (its context is taken at
 start), also after that cell finished. Who sees that late output depends on the client:
 
-- JupyterLab, Notebook 7, VS Code and jupyter console show it in the job's cell; they send
+- JupyterLab, Notebook 7 and jupyter console show it in the job's cell; they send
   ``allow_stdin: true`` with each execute request (a person is there to answer).
 - Terminal IPython prints it to the same terminal.
 - Headless runs (nbclient, so papermill and ``jupyter execute``) drop it; they send
