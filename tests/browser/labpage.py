@@ -62,6 +62,11 @@ class ClassicNotebook(Notebook):
         self.page = page
         page.goto(url)
         expect(self.cells.first).to_be_visible(timeout=60_000)
+        # Ready once the kernel is named and no longer "Connecting" (the status is empty
+        # when idle, and also before a kernel is chosen: the name comes first). A cell run
+        # before that was lost under load: its prompt stayed [ ]:.
+        expect(page.locator(".jp-Toolbar-kernelName")).to_have_text(re.compile("Python 3"), timeout=60_000)
+        expect(page.locator(".jp-NotebookKernelStatus")).to_have_text("", timeout=60_000)
 
 
 def text(locator: Locator) -> str:
