@@ -68,7 +68,7 @@ def _option_decorators() -> list[tuple[str, Callable[[F], F]]]:
             type=_seconds,
             metavar="SECONDS",
             help="Seconds an interrupted command gets to handle Ctrl-C (save a checkpoint) "
-            "before SIGTERM (default 3; AsyncMagics.interrupt_grace).",
+            f"before SIGTERM (default {INTERRUPT_GRACE:g}; AsyncMagics.interrupt_grace).",
         ),
         argument(
             "--shell",
