@@ -14,8 +14,9 @@ from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any
 
 from .pipeline import Pipeline
-from .process import Process
-from .result import Result
+from .process import Process, through_cancellations
+from .readiness import FIRST_PAUSE, LAST_PAUSE, Readiness, parse_readiness
+from .result import CommandError, Result, format_seconds
 
 Running = Process | Pipeline
 """What a job runs: one command or a pipeline."""
@@ -64,6 +65,29 @@ class Transcript:
         start = max(offset, self.dropped_chars)
         text = "".join(t for _, t in self._chunks)
         return text[start - self.dropped_chars :], start
+
+
+class _LineScan:
+    """A transcript's lines, each looked at once; a partial line waits (per stream) for its end."""
+
+    KEEP = 65_536
+    """Characters of a partial line kept: a match must fit in them."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        self._transcript = transcript
+        self._at = 0
+        self._partial = {"stdout": "", "stderr": ""}
+
+    def match(self, pattern: re.Pattern[str]) -> bool:
+        """True if a line that arrived since the last call (or a partial one) matches."""
+        chunks, _ = self._transcript.chunks_since(self._at)
+        self._at = self._transcript.end
+        for stream, text in chunks:
+            *whole, partial = (self._partial[stream] + text).split("\n")
+            self._partial[stream] = partial[-self.KEEP :]
+            if any(pattern.search(line) for line in whole):
+                return True
+        return any(pattern.search(partial) for partial in self._partial.values() if partial)
 
 
 class Job:
@@ -239,6 +263,54 @@ class Job:
                 await asyncio.wait_for(self._grew.wait(), left)
             except asyncio.TimeoutError:
                 continue
+
+    async def ready(self, spec: str | Readiness, timeout: float | None = 60) -> Job:
+        """Wait until the job can be used (``tcp:8000``, ``http://…``, ``/REGEX/``: see
+        :mod:`asyncmagic.readiness`) and return it.
+
+        If the job ends first, or ``timeout`` passes, or this wait is cancelled, the job is
+        ended (its whole tree) and CommandError says why: a job that never got ready is of
+        no use, and left running it would hold its port.
+        """
+        readiness = parse_readiness(spec) if isinstance(spec, str) else spec
+        proc = await self.process()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        ended = loop.create_future()
+        proc.add_done_callback(lambda: ended.done() or ended.set_result(None))
+        lines, pause = _LineScan(self.transcript), FIRST_PAUSE
+        try:
+            while True:
+                if readiness.pattern is not None:
+                    found = lines.match(readiness.pattern)
+                else:
+                    found = await readiness.probe()
+                if found:
+                    return self
+                if proc.done():
+                    raise CommandError(
+                        proc.result, f"job {self.id} {proc.result.describe()} before ready: {readiness}"
+                    )
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    result = await proc.stop("killed")
+                    raise CommandError(
+                        result,
+                        f"not ready after {format_seconds(timeout)}: {readiness}; job {self.id} killed",
+                    )
+                if readiness.pattern is not None:  # new output, or the end, wakes it
+                    self._grew.clear()
+                    grew = asyncio.ensure_future(self._grew.wait())
+                    try:
+                        await asyncio.wait([grew, ended], timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        grew.cancel()
+                else:
+                    await asyncio.wait([ended], timeout=pause if left is None else min(pause, left))
+                    pause = min(pause * 2, LAST_PAUSE)
+        except asyncio.CancelledError:
+            await through_cancellations(proc.stop("killed"))
+            raise
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.command[:40]!r} {self.state} pid={self.pid}>"

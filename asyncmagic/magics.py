@@ -63,6 +63,9 @@ class AsyncMagics(Magics):
     max_display_lines = Int(
         1000, help="Default --max-lines: lines of a huge output shown, head and tail (0: all)."
     ).tag(config=True)
+    ready_timeout = Float(60.0, help="Default --ready-timeout: seconds a job has to get ready.").tag(
+        config=True
+    )
     capture_limit = Int(
         32_000_000,
         help="Characters of each stream kept in result.stdout/stderr; past it the head and the tail "
@@ -92,6 +95,7 @@ class AsyncMagics(Magics):
         """
         command, run = self._arun_args(line, cell)
         if run.background:
+            _ready_needs_the_loop(run)
             return self._start_job(command, run)
         return awaiting.run_blocking(self._arun(command, run, value=True))
 
@@ -156,7 +160,7 @@ class AsyncMagics(Magics):
         command, run = self._arun_args(line, cell)
         if run.background:
             job = self._start_job(command, run)
-            await _started(job)
+            await _started(job, run)
             return job if value else None
         return await self._arun(command, run, value=value)
 
@@ -183,6 +187,7 @@ class AsyncMagics(Magics):
             raise_on_error=self.raise_on_error,
             max_lines=self.max_display_lines,
             capture_limit=self.capture_limit or None,
+            ready_timeout=self.ready_timeout,
         )
 
     def _command_launcher(self, command: str, run: RunSettings) -> Launch:
@@ -228,6 +233,7 @@ class AsyncMagics(Magics):
             print(spec.dry_run())
             return None
         if run.background:
+            _ready_needs_the_loop(run)
             return self._start_pipeline_job(spec, run)
         return awaiting.run_blocking(self._apipe(spec, run, value=True))
 
@@ -250,7 +256,7 @@ class AsyncMagics(Magics):
             return None
         if run.background:
             job = self._start_pipeline_job(spec, run)
-            await _started(job)
+            await _started(job, run)
             return job if value else None
         return await self._apipe(spec, run, value=value)
 
@@ -342,12 +348,24 @@ def _pipeline_launcher(spec: PipelineSpec, run: RunSettings) -> Launch:
     return launch
 
 
-async def _started(job: Job) -> None:
-    """Wait until a job's process exists, so its pid is known when the cell returns."""
+async def _started(job: Job, run: RunSettings) -> None:
+    """Wait until a job's process exists, so its pid is known when the cell returns; with
+    ``--ready``, until it is ready to use."""
+    if run.ready is not None:
+        await job.ready(run.ready, run.ready_timeout)
+        return
     try:
         await job.process()
     except Exception:
         pass  # reported by the job itself
+
+
+def _ready_needs_the_loop(run: RunSettings) -> None:
+    if run.ready is not None:
+        raise UsageError(
+            "--ready needs the kernel's event loop, which this call blocks: "
+            "run it at the top level of a cell (with %autoawait on), or await job.ready()"
+        )
 
 
 awaiting.AWAITABLE_MAGICS["cell"].add("arun")

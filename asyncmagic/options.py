@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, argument_group
 
+from .readiness import Readiness, parse_readiness
 from .stdin import InputSource, check_source
 from .stopping import INTERRUPT_GRACE
 
@@ -104,6 +105,20 @@ def _option_decorators() -> list[tuple[str, Callable[[F], F]]]:
             "--interactive",
             action="store_true",
             help="With --bg: keep stdin open, for job.send(), job.close_stdin() and job.expect().",
+        ),
+        argument(
+            "--ready",
+            metavar="SPEC",
+            help="With --bg: return once the job is ready to use, not once it started: tcp:[HOST:]PORT "
+            "(a connection is accepted), http://HOST:PORT/PATH (a GET answers below 500) or /REGEX/ "
+            "(a line of its output matches). If it exits first or --ready-timeout passes, the job is "
+            "ended and the cell fails.",
+        ),
+        argument(
+            "--ready-timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="With --ready: how long to wait (default 60; AsyncMagics.ready_timeout).",
         ),
         argument_group("Input"),
         argument(
@@ -219,6 +234,8 @@ class RunSettings:
     """With --parallel: how many commands at once; 0 without it."""
     input_name: str | None = None
     """What ``input`` came from, for errors: ``--stdin NAME`` or ``--input``."""
+    ready: Readiness | None = None
+    ready_timeout: float = 60.0
 
     def engine_options(self) -> dict[str, Any]:
         """What every engine start takes from these settings (``start()``, ``start_pipeline()``)."""
@@ -243,6 +260,7 @@ def settings(
     interrupt_grace: float = INTERRUPT_GRACE,
     max_lines: int = 0,
     capture_limit: int | None = None,
+    ready_timeout: float = 60.0,
 ) -> RunSettings:
     """Check ``args`` against the user's ``namespace``; configured defaults fill the gaps."""
     args = argparse.Namespace(**{**{k[2:]: v for k, v in COMMAND_ONLY.items()}, **vars(args)})
@@ -272,6 +290,7 @@ def settings(
         raise UsageError("give --split or --label, not both")
     if args.max_lines is not None and args.max_lines < 0:
         raise UsageError(f"--max-lines must be 0 (everything) or more, not {args.max_lines}")
+    ready, ready_timeout = _ready(args, ready_timeout)
     for name in (args.out, args.err, args.result):
         if name is not None and not name.isidentifier():
             raise UsageError(f"not a valid variable name: {name!r}")
@@ -297,7 +316,27 @@ def settings(
         split=args.split,
         pty=args.pty,
         parallel=(args.jobs or os.cpu_count() or 1) if args.parallel else 0,
+        ready=ready,
+        ready_timeout=ready_timeout,
     )
+
+
+def _ready(args: argparse.Namespace, timeout: float) -> tuple[Readiness | None, float]:
+    if args.ready is None:
+        if args.ready_timeout is not None:
+            raise UsageError("--ready-timeout goes with --ready")
+        return None, timeout
+    if not args.bg:
+        raise UsageError("--ready goes with --bg (a foreground command is waited for until it ends)")
+    try:
+        ready = parse_readiness(args.ready)
+    except ValueError as exc:
+        raise UsageError(f"--ready: {exc}") from None
+    if args.ready_timeout is not None:
+        timeout = args.ready_timeout
+    if timeout <= 0:
+        raise UsageError(f"--ready-timeout must be a positive number of seconds, not {timeout:g}")
+    return ready, timeout
 
 
 def unescape(text: str) -> str:

@@ -96,11 +96,12 @@ class CommandError(Exception):
     """A command failed: a non-zero exit, a signal, a timeout or an interrupt.
 
     It carries the :class:`Result`. In IPython it renders as one line, not a traceback,
-    so a failed cell says what failed and nothing more.
+    so a failed cell says what failed and nothing more. ``message`` replaces the Result's
+    summary where the failure is more than how the command ended (never got ready).
     """
 
-    def __init__(self, result: Result) -> None:
-        super().__init__(result.summary())
+    def __init__(self, result: Result, message: str | None = None) -> None:
+        super().__init__(message or result.summary())
         self.result = result
 
     @property

@@ -1,0 +1,155 @@
+"""Long-running work in a real kernel: jobs that are ready, re-attached, kept logs, kept shell state."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from kernel import Kernel, none_left, processes_with, sleeping
+
+pytestmark = pytest.mark.kernel
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def error_line(ex) -> str:
+    assert ex.error is not None, f"expected an error:\n{ex.code}\n{ex.streams}"
+    return f"{ex.error['ename']}: {ex.error['evalue']}"
+
+
+# -- --ready -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["tcp:{port}", "tcp:127.0.0.1:{port}", "http://127.0.0.1:{port}/"])
+def test_a_server_job_returns_once_it_answers(kernel: Kernel, tmp_path: Path, spec: str):
+    port = free_port()
+    # The server only starts listening after a pause: a cell that returned at the start
+    # would find the port closed.
+    server = (
+        "import time, http.server as h; time.sleep(0.5); "
+        f"h.test(h.SimpleHTTPRequestHandler, port={port}, bind='127.0.0.1')"
+    )
+    kernel.run(
+        f"_srv = %arun --bg -q --cwd {tmp_path} --ready {spec.format(port=port)} python3 -c {server!r}"
+    )
+    try:
+        assert kernel.eval("_srv.state") == "running"
+        got = kernel.run(f"%arun curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/")
+        assert got.stdout.strip() == "200"
+    finally:
+        kernel.run("await _srv.kill()")
+
+
+def test_ready_on_a_line_of_output(kernel: Kernel, marker: str):
+    ex = kernel.run(
+        "_j = %arun --bg --ready /listening/ "
+        f"sh -c 'echo starting; sleep 0.3; echo listening on 9; exec sleep {marker}'"
+    )
+    try:
+        kernel.wait_until(lambda: "listening on 9" in ex.stdout, what="the ready line in the cell")
+        assert kernel.eval("_j.state") == "running"
+        assert kernel.eval("'listening on 9' in _j.stdout")  # it returned after the line, not before
+    finally:
+        kernel.run("await _j.kill()")
+
+
+def test_ready_on_a_partial_line_and_on_stderr(kernel: Kernel, marker: str):
+    kernel.run(
+        f"_j = %arun --bg -q --ready '/port [0-9]+/' sh -c 'printf \"port 42\" >&2; exec sleep {marker}'"
+    )
+    try:
+        assert kernel.eval("_j.state") == "running"
+    finally:
+        kernel.run("await _j.kill()")
+
+
+def test_a_job_that_exits_before_ready_fails_the_cell(kernel: Kernel):
+    port = free_port()
+    ex = kernel.execute(f"%arun --bg -q --ready tcp:{port} sh -c 'echo bye; exit 3'")
+    assert error_line(ex).startswith("CommandError: job ")
+    assert error_line(ex).endswith(f"exit 3 before ready: tcp:{port}")
+
+
+def test_a_job_never_ready_is_ended_after_the_ready_timeout(kernel: Kernel, marker: str):
+    port = free_port()
+    ex = kernel.execute(f"%arun --bg -q --ready tcp:{port} --ready-timeout 0.5 -r _never sleep {marker}")
+    assert error_line(ex).startswith(f"CommandError: not ready after 0.5 s: tcp:{port}; job ")
+    assert error_line(ex).endswith(" killed")
+    assert none_left(sleeping, marker)
+    assert kernel.eval("_never.state") == "killed"
+
+
+def test_the_loop_runs_while_a_job_gets_ready(kernel: Kernel, tmp_path: Path, marker: str):
+    gate = tmp_path / "gate"
+    # The job gets ready only after a task on the kernel's loop has ticked 5 times: if the
+    # wait blocked the loop, it would never be ready.
+    kernel.run(
+        "import asyncio, pathlib\n"
+        "async def _ticker():\n"
+        "    for _ in range(5):\n"
+        "        await asyncio.sleep(0.02)\n"
+        f"    pathlib.Path({str(gate)!r}).touch()\n"
+        "_t = asyncio.ensure_future(_ticker())"
+    )
+    kernel.run(
+        "_j = %arun --bg -q --ready-timeout 20 --ready /go/ "
+        f"sh -c 'while [ ! -e {gate} ]; do sleep 0.01; done; echo go; exec sleep {marker}'"
+    )
+    try:
+        assert kernel.eval("_t.done()")
+    finally:
+        kernel.run("await _j.kill()")
+
+
+def test_interrupting_the_wait_for_ready_ends_the_job(kernel: Kernel, marker: str):
+    port = free_port()
+    ex = kernel.execute(
+        f"%arun --bg -q --ready tcp:{port} sleep {marker}",
+        interrupt_when=lambda ex: bool(sleeping(marker)),
+    )
+    assert ex.error is not None
+    assert none_left(sleeping, marker)
+
+
+def test_job_ready_is_a_coroutine_too(kernel: Kernel, marker: str):
+    kernel.run(f"_j = %arun --bg -q sh -c 'sleep 0.2; echo up; exec sleep {marker}'")
+    try:
+        assert kernel.eval("(await _j.ready('/up/', timeout=20)) is _j")
+        ex = kernel.execute(f"await _j.ready('tcp:{free_port()}', timeout=0.3)")
+        assert "not ready after 0.3 s" in error_line(ex)
+        assert none_left(sleeping, marker)
+    finally:
+        kernel.run("await _j.kill()")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ("--bg --ready tcp:http", "--ready: not a port number in 'tcp:http'"),
+        ("--bg --ready tcp:70000", "--ready: port out of range (1-65535) in 'tcp:70000'"),
+        ("--bg --ready http://:80/", "--ready: no host in 'http://:80/'"),
+        ("--bg --ready http://h:99999/", "--ready: port out of range"),
+        ("--bg --ready '/[/'", "--ready: bad regular expression in '/[/'"),
+        ("--bg --ready 8000", "--ready: not a readiness spec: '8000'"),
+        ("--ready tcp:8000", "--ready goes with --bg"),
+        ("--bg --ready-timeout 5", "--ready-timeout goes with --ready"),
+        ("--bg --ready tcp:8000 --ready-timeout 0", "--ready-timeout must be a positive number"),
+    ],
+)
+def test_bad_readiness_is_one_line_and_starts_nothing(
+    kernel: Kernel, marker: str, options: str, message: str
+):
+    ex = kernel.execute(f"%arun {options} sleep {marker}")
+    assert ex.stderr.startswith(f"UsageError: {message}") and ex.stderr.count("\n") == 1
+    assert not processes_with(marker)
+
+
+def test_ready_inside_a_function_says_it_needs_the_loop(kernel: Kernel, marker: str):
+    ex = kernel.execute(f"def _f():\n    %arun --bg --ready tcp:8000 sleep {marker}\n_f()")
+    assert "UsageError: --ready needs the kernel's event loop" in ex.stderr
+    assert not processes_with(marker)
