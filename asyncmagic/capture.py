@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO
 
 JOIN_EVERY = 4 << 20
@@ -175,21 +179,73 @@ def create_private(path: str) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
-class Spill:
-    """Raw output bytes: in memory up to ``threshold``, then appended to a log file."""
+@dataclass(frozen=True)
+class KeptLog:
+    """A log written from the start and kept after the kernel exits: ``directory/stem.log``
+    (``stem_2.log`` and on when that name is taken)."""
 
-    def __init__(self, threshold: int = SPILL_AFTER) -> None:
+    directory: str
+    stem: str
+
+
+def log_stem(who: str, command: str, when: datetime) -> str:
+    """A name a person can find a log by: ``2026-12-02_061503_job3_python3-m-http.server``
+    (``_`` only between the parts)."""
+    first = command.strip().splitlines()[0] if command.strip() else "command"
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", first).strip("-.")[:40].rstrip("-.") or "command"
+    return f"{when:%Y-%m-%d_%H%M%S}_{who}_{slug}"
+
+
+def prepare_log_dir(path: str) -> str:
+    """Make ``path`` (``~`` expanded) a folder for kept logs, mode 0700, and return it; a
+    ValueError says why it cannot be one. An existing folder others can enter is refused,
+    not changed: its owner decides who reads command output."""
+    folder = os.path.abspath(os.path.expanduser(path))
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = os.stat(folder)
+    except OSError as exc:
+        raise ValueError(f"cannot use log_dir {path!r}: {exc.strerror or exc}") from None
+    if info.st_uid != os.geteuid():
+        raise ValueError(f"log_dir {path!r} belongs to another user")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        mode = stat.S_IMODE(info.st_mode)
+        raise ValueError(
+            f"log_dir {path!r} is open to other users (mode {mode:o}): chmod 700 it, or pick another"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".asyncmagic-probe-")
+    except OSError as exc:
+        raise ValueError(f"log_dir {path!r} is not writable: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
+class Spill:
+    """Raw output bytes: in memory up to ``threshold``, then appended to a log file; with
+    ``keep``, in a kept log from the first byte."""
+
+    def __init__(self, threshold: int = SPILL_AFTER, keep: KeptLog | None = None) -> None:
         self.threshold = threshold
         self.size = 0
         self._memory: list[bytes] = []
         self._file: BinaryIO | None = None
         self._closed = False
+        self._keep = keep
         self.path: str | None = None
+
+    @property
+    def kept(self) -> bool:
+        """True when the log goes to a kept folder (it is then written from the start)."""
+        return self._keep is not None
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
         if self._file is not None:
             self._file.write(data)
+            if self._keep is not None:
+                self._file.flush()  # someone may be following a kept log
             return
         self._memory.append(data)
         if self.size > self.threshold:
@@ -199,12 +255,23 @@ class Spill:
         """Move everything to the log file (if not yet) and return its path."""
         global _counter
         if self.path is None:
+            tries = 0
             while self._file is None:
-                _counter += 1
-                path = os.path.join(log_dir(), f"{_counter}.log")
+                tries += 1
+                if self._keep is not None:
+                    suffix = "" if tries == 1 else f"_{tries}"
+                    path = os.path.join(self._keep.directory, f"{self._keep.stem}{suffix}.log")
+                else:
+                    _counter += 1
+                    path = os.path.join(log_dir(), f"{_counter}.log")
                 try:
                     self._file = create_private(path)
                 except FileExistsError:  # taken (or planted): never reused, never followed
+                    continue
+                except OSError:
+                    if self._keep is None:
+                        raise
+                    self._keep = None  # the kept folder went away: the private one, not nothing
                     continue
                 self.path = path
             self._file.writelines(self._memory)

@@ -338,6 +338,11 @@ class JobTable:
         self._next += 1
         return job
 
+    @property
+    def next_id(self) -> int:
+        """The id the next job will get."""
+        return self._next
+
     def __iter__(self) -> Iterator[Job]:
         return iter(list(self._jobs.values()))
 

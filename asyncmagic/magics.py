@@ -18,10 +18,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
-from traitlets import Bool, Float, Int, Unicode
+from traitlets import Bool, Float, Int, TraitError, Unicode, validate
 
 from . import awaiting, parallel, pipesyntax
 from .background import Background
+from .capture import prepare_log_dir
 from .flow import Flow
 from .foreground import Launch, run_for_cell
 from .jobs import Job
@@ -66,6 +67,12 @@ class AsyncMagics(Magics):
     ready_timeout = Float(60.0, help="Default --ready-timeout: seconds a job has to get ready.").tag(
         config=True
     )
+    log_dir = Unicode(
+        "",
+        help="A folder where every command's whole log is kept after the kernel exits (mode 0600 "
+        "files in a 0700 folder, named by date, cell or job and command); empty: a private "
+        "temporary folder, removed at exit.",
+    ).tag(config=True)
     capture_limit = Int(
         32_000_000,
         help="Characters of each stream kept in result.stdout/stderr; past it the head and the tail "
@@ -168,14 +175,19 @@ class AsyncMagics(Magics):
         namespace = self.shell.user_ns
         if run.parallel:
             results = await parallel.run_for_cell(
-                command, run, lambda line: self._command_launcher(line, run), namespace
+                command,
+                run,
+                lambda line: self._command_launcher(line, run.kept(self._cell(), line)),
+                namespace,
             )
             return results if value else None
-        result = await run_for_cell(self._command_launcher(command, run), run, namespace, command=command)
+        launch = self._command_launcher(command, run.kept(self._cell(), command))
+        result = await run_for_cell(launch, run, namespace, command=command)
         return result if value else None
 
     def _start_job(self, command: str, run: RunSettings) -> Job:
-        return self.background.start(command, self._command_launcher(command, run), run, self.shell.user_ns)
+        launch = self._command_launcher(command, run.kept(f"job{self.background.jobs.next_id}", command))
+        return self.background.start(command, launch, run, self.shell.user_ns)
 
     def _settings(self, args: Any) -> RunSettings:
         return settings(
@@ -188,7 +200,20 @@ class AsyncMagics(Magics):
             max_lines=self.max_display_lines,
             capture_limit=self.capture_limit or None,
             ready_timeout=self.ready_timeout,
+            log_dir=self.log_dir,
         )
+
+    @validate("log_dir")
+    def _check_log_dir(self, proposal: Any) -> str:
+        if proposal["value"]:
+            try:
+                prepare_log_dir(proposal["value"])
+            except ValueError as exc:
+                raise TraitError(str(exc)) from None
+        return proposal["value"]
+
+    def _cell(self) -> str:
+        return f"cell{self.shell.execution_count}"
 
     def _command_launcher(self, command: str, run: RunSettings) -> Launch:
         shell = run.shell or self.default_shell or default_shell()
@@ -261,14 +286,15 @@ class AsyncMagics(Magics):
         return await self._apipe(spec, run, value=value)
 
     async def _apipe(self, spec: PipelineSpec, run: RunSettings, *, value: bool) -> Any:
-        result = await run_for_cell(
-            _pipeline_launcher(spec, run), run, self.shell.user_ns, command=" | ".join(map(str, spec.stages))
-        )
+        command = " | ".join(map(str, spec.stages))
+        launch = _pipeline_launcher(spec, run.kept(self._cell(), command))
+        result = await run_for_cell(launch, run, self.shell.user_ns, command=command)
         return result if value else None
 
     def _start_pipeline_job(self, spec: PipelineSpec, run: RunSettings) -> Job:
         command = " | ".join(str(stage) for stage in spec.stages)
-        return self.background.start(command, _pipeline_launcher(spec, run), run, self.shell.user_ns)
+        launch = _pipeline_launcher(spec, run.kept(f"job{self.background.jobs.next_id}", command))
+        return self.background.start(command, launch, run, self.shell.user_ns)
 
     # -- %ajobs --------------------------------------------------------------------------
 

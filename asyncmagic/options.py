@@ -15,13 +15,15 @@ import re
 import shlex
 import shutil
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, argument_group
 
+from .capture import KeptLog, log_stem, prepare_log_dir
 from .readiness import Readiness, parse_readiness
 from .stdin import InputSource, check_source
 from .stopping import INTERRUPT_GRACE
@@ -236,6 +238,16 @@ class RunSettings:
     """What ``input`` came from, for errors: ``--stdin NAME`` or ``--input``."""
     ready: Readiness | None = None
     ready_timeout: float = 60.0
+    log_dir: str | None = None
+    """The checked folder of kept logs (``AsyncMagics.log_dir``), None for the private one."""
+    keep_log: KeptLog | None = None
+    """This run's kept log, once named by :meth:`kept`."""
+
+    def kept(self, who: str, command: str) -> RunSettings:
+        """These settings with the kept log of one run named (``job3``, ``cell12``), if logs are kept."""
+        if self.log_dir is None:
+            return self
+        return replace(self, keep_log=KeptLog(self.log_dir, log_stem(who, command, datetime.now())))
 
     def engine_options(self) -> dict[str, Any]:
         """What every engine start takes from these settings (``start()``, ``start_pipeline()``)."""
@@ -247,6 +259,7 @@ class RunSettings:
             "cwd": self.cwd,
             "env": self.env,
             "capture_limit": self.capture_limit,
+            "keep_log": self.keep_log,
         }
 
 
@@ -261,6 +274,7 @@ def settings(
     max_lines: int = 0,
     capture_limit: int | None = None,
     ready_timeout: float = 60.0,
+    log_dir: str = "",
 ) -> RunSettings:
     """Check ``args`` against the user's ``namespace``; configured defaults fill the gaps."""
     args = argparse.Namespace(**{**{k[2:]: v for k, v in COMMAND_ONLY.items()}, **vars(args)})
@@ -291,6 +305,10 @@ def settings(
     if args.max_lines is not None and args.max_lines < 0:
         raise UsageError(f"--max-lines must be 0 (everything) or more, not {args.max_lines}")
     ready, ready_timeout = _ready(args, ready_timeout)
+    try:
+        kept_logs = prepare_log_dir(log_dir) if log_dir else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     for name in (args.out, args.err, args.result):
         if name is not None and not name.isidentifier():
             raise UsageError(f"not a valid variable name: {name!r}")
@@ -318,6 +336,7 @@ def settings(
         parallel=(args.jobs or os.cpu_count() or 1) if args.parallel else 0,
         ready=ready,
         ready_timeout=ready_timeout,
+        log_dir=kept_logs,
     )
 
 

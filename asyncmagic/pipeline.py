@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from .capture import Capture, Spill
+from .capture import Capture, KeptLog, Spill
 from .flow import Flow
 from .process import EOF_AFTER_GROUP_GONE, OutputCallback, start, wait_or_interrupt
 from .result import Ended, Result
@@ -258,6 +258,7 @@ async def start_pipeline(
     on_output: OutputCallback | None = None,
     flow: Flow | None = None,
     capture_limit: int | None = None,
+    keep_log: KeptLog | None = None,
 ) -> Pipeline:
     """Start ``stages`` joined by pipes and return the :class:`Pipeline`.
 
@@ -265,7 +266,7 @@ async def start_pipeline(
     the file ``stdout_path`` (``append`` for ``>>``) or streams to ``on_output``. A stage
     that cannot start ends the ones already started before the error propagates.
     ``capture_limit`` caps what is kept in memory, and ``flow`` lets a slow consumer pause
-    the reading, as for :func:`~asyncmagic.start`.
+    the reading, and ``keep_log`` keeps the whole output, as for :func:`~asyncmagic.start`.
     """
     if not stages:
         raise ValueError("a pipeline needs at least one stage")
@@ -281,7 +282,7 @@ async def start_pipeline(
     pipe.command = " | ".join(str(s) for s in stages)
     pipe._on_output = on_output
     pipe._out, pipe._err = Capture(capture_limit), Capture(capture_limit)
-    pipe._spill = Spill()
+    pipe._spill = Spill(keep=keep_log)
     pipe._procs, pipe._py_tasks, pipe._stops = {}, {}, []
     pipe._kernel_fds = []
     pipe._ended, pipe._failed_stage, pipe._timeout = None, None, timeout
@@ -369,6 +370,8 @@ async def start_pipeline(
         pipe._reader = asyncio.ensure_future(_read(last_read, pipe._emit, flow))
     pipe._timer = loop.call_later(timeout, pipe._on_timeout) if timeout is not None else None
     pipe._finished = asyncio.ensure_future(pipe._finish())
+    if pipe._spill.kept:
+        pipe._spill.materialize()
     return pipe
 
 

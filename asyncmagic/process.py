@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from . import watchdog
-from .capture import Capture, Spill
+from .capture import Capture, KeptLog, Spill
 from .flow import Flow
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source, input_failed
@@ -61,11 +61,12 @@ class _Pump(asyncio.SubprocessProtocol):
         loop: asyncio.AbstractEventLoop,
         pipes: tuple[int, ...] = (1, 2),
         capture_limit: int | None = None,
+        keep_log: KeptLog | None = None,
     ) -> None:
         self._on_output = on_output
         self._decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in (1, 2)}
         self.captured = {fd: Capture(capture_limit) for fd in (1, 2)}
-        self.spill = Spill()
+        self.spill = Spill(keep=keep_log)
         self.eof = {fd: loop.create_future() for fd in pipes}
         self.exited = loop.create_future()
         self.stdin_lost = False
@@ -398,6 +399,7 @@ async def start(
     on_output: OutputCallback | None = None,
     flow: Flow | None = None,
     capture_limit: int | None = None,
+    keep_log: KeptLog | None = None,
 ) -> Process:
     """Start ``command`` and return its :class:`Process`.
 
@@ -412,6 +414,7 @@ async def start(
     stdout and stderr are then one stream, reported as stdout. ``interrupt_grace`` is the
     time :meth:`Process.interrupt` leaves a Ctrl-C handler before SIGTERM. ``flow`` lets a slow
     consumer of ``on_output`` pause the reading of the output (see :mod:`asyncmagic.flow`).
+    ``keep_log`` writes the whole output to a log that stays after the kernel exits.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
@@ -442,7 +445,7 @@ async def start(
     loop = asyncio.get_running_loop()
     terminal = _Terminal() if pty else None
     pipes = (1,) if terminal else (2,) if stdout is not None else (1, 2)
-    pump = _Pump(on_output, loop, pipes=pipes, capture_limit=capture_limit)
+    pump = _Pump(on_output, loop, pipes=pipes, capture_limit=capture_limit, keep_log=keep_log)
     out_arg: Any = asyncio.subprocess.PIPE if stdout is None else stdout
     err_arg: Any = asyncio.subprocess.PIPE
     if terminal is not None:
@@ -514,6 +517,8 @@ async def start(
     proc._finished = asyncio.ensure_future(proc._finish())
     _live.add(proc)
     watchdog.track(proc.pgid, token)
+    if pump.spill.kept:
+        pump.spill.materialize()  # there from the start: a person can follow it
     if cancelled:  # nobody will own it: end it before the cancellation goes on
         await through_cancellations(proc.stop("killed"))
         raise asyncio.CancelledError

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import stat
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,82 @@ def test_ready_inside_a_function_says_it_needs_the_loop(kernel: Kernel, marker: 
     ex = kernel.execute(f"def _f():\n    %arun --bg --ready tcp:8000 sleep {marker}\n_f()")
     assert "UsageError: --ready needs the kernel's event loop" in ex.stderr
     assert not processes_with(marker)
+
+
+# -- AsyncMagics.log_dir -----------------------------------------------------------------
+
+STEM = re.compile(r"^\d{4}-\d\d-\d\d_\d{6}_(cell\d+|job\d+)_([^_]+)(_\d+)?\.log$")
+
+
+def test_logs_stay_in_log_dir_after_the_kernel_exits(tmp_path: Path):
+    logs = tmp_path / "cache" / "asyncmagic"
+    k = Kernel()
+    try:
+        k.run("%load_ext asyncmagic")
+        k.run(f"%config AsyncMagics.log_dir = {str(logs)!r}")
+        k.run("%arun -q echo hello kept")
+        k.run("_j = %arun --bg -q sh -c 'echo from the job; echo to stderr >&2'\nawait _j")
+        k.run("%apipe -q seq 1 3 | sort -r")
+        k.run("%%arun -q --parallel\necho one\necho two")
+        assert k.eval("_j.result.log_path").startswith(str(logs))
+    finally:
+        k.shutdown()
+    assert stat.S_IMODE(logs.stat().st_mode) == 0o700
+    kept = {STEM.match(p.name).group(1, 2): p for p in logs.iterdir()}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in kept.values())
+    by_command = {command: path.read_text() for (_, command), path in kept.items()}
+    assert by_command == {
+        "echo-hello-kept": "hello kept\n",
+        "sh-c-echo-from-the-job-echo-to-stderr-2": "from the job\nto stderr\n",
+        "seq-1-3-sort-r": "3\n2\n1\n",
+        "echo-one": "one\n",
+        "echo-two": "two\n",
+    }
+    assert ("job1", "sh-c-echo-from-the-job-echo-to-stderr-2") in kept
+
+
+def test_a_symlink_planted_at_a_log_name_is_never_followed(kernel: Kernel, tmp_path: Path):
+    logs = tmp_path / "logs"
+    logs.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    job = kernel.eval("get_ipython().find_line_magic('arun').__self__.background.jobs.next_id")
+    now = datetime.now()
+    for second in range(-2, 30):  # every name the job's log can get in the next half minute
+        when = now + timedelta(seconds=second)
+        (logs / f"{when:%Y-%m-%d_%H%M%S}_job{job}_echo-secret.log").symlink_to(victim)
+    kernel.run(f"%config AsyncMagics.log_dir = {str(logs)!r}")
+    try:
+        kernel.run("_j = %arun --bg -q echo secret\nawait _j")
+    finally:
+        kernel.run("%config AsyncMagics.log_dir = ''")
+    assert victim.read_text() == "untouched\n"
+    path = Path(kernel.eval("_j.result.log_path"))
+    assert path.parent == logs and path.name.endswith("_2.log") and not path.is_symlink()
+    assert path.read_text() == "secret\n"
+
+
+def test_an_unusable_log_dir_is_refused_in_one_line(kernel: Kernel, tmp_path: Path, marker: str):
+    open_dir = tmp_path / "shared"
+    open_dir.mkdir(mode=0o755)
+    open_dir.chmod(0o755)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for path, message in [
+        (open_dir, "is open to other users (mode 755): chmod 700 it, or pick another"),
+        (a_file / "logs", "cannot use log_dir"),
+        ("/proc/asyncmagic-logs", "cannot use log_dir"),
+    ]:
+        ex = kernel.execute(f"%config AsyncMagics.log_dir = {str(path)!r}")
+        assert message in ex.stderr and ex.stderr.count("\n") == 1, ex.stderr
+    assert kernel.eval("get_ipython().find_line_magic('arun').__self__.log_dir") == ""
+    # A folder that stops being usable after it was set: the next command says so, and starts nothing.
+    good = tmp_path / "good"
+    kernel.run(f"%config AsyncMagics.log_dir = {str(good)!r}")
+    try:
+        good.chmod(0o755)
+        ex = kernel.execute(f"%arun sleep {marker}")
+        assert "UsageError: log_dir" in ex.stderr and "is open to other users" in ex.stderr
+        assert not processes_with(marker)
+    finally:
+        kernel.run("%config AsyncMagics.log_dir = ''")
