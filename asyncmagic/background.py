@@ -37,6 +37,13 @@ STATUS_EVERY = 1.0
 """Seconds between two updates of a running job's status line (the cap is 5 a second)."""
 
 
+class StoppedWatching(Exception):
+    """An attached cell was interrupted: the watching ended, the job did not. One line."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"StoppedWatching: {self}"]
+
+
 class Background:
     """The jobs of one IPython shell and what ties them to cells."""
 
@@ -139,6 +146,57 @@ class Background:
         sys.stderr.flush()
         if not whole:
             self._seen[job.id] = job.transcript.end
+
+    async def show(self, job: Job, max_lines: int) -> None:
+        """Print the job's output so far, its head and tail past ``max_lines``, and where the
+        whole of it is; the job is not followed."""
+        live = LiveOutput(max_lines=max_lines)
+        chunks, cut = job.transcript.chunks_since(0)
+        log = job.log_path()
+        if cut:
+            print(f"… the job's earliest output is not kept in memory; full output: {log}", file=sys.stderr)
+        for stream, text in chunks:
+            live(stream, text)
+        await live.aclose(lambda: log or "")
+        print(status_text(job) + (f" · full output: {log}{until_exit(log)}" if log else ""))
+
+    async def tail(self, job: Job, lines: int) -> None:
+        """Print the job's last ``lines`` lines (both streams, in order) and its status."""
+        live = LiveOutput()
+        for stream, text in job.transcript.last_lines(lines):
+            live(stream, text)
+        await live.aclose()
+        print(status_text(job))
+
+    async def attach(self, job: Job, lines: int, max_lines: int) -> None:
+        """Follow the job in the current cell: its last ``lines`` lines, then its live output
+        and status line, until it ends. Interrupting stops the watching, never the job."""
+        notebook = hasattr(self.shell, "kernel")
+        try:
+            await job.process()
+        except Exception:
+            print(status_text(job), file=sys.stderr)
+            return
+        handle = display(StatusLine(status_text(job)), display_id=True) if notebook else None
+        live = LiveOutput(max_lines=max_lines)
+        for stream, text in job.transcript.last_lines(lines):
+            live(stream, text)
+        stop_watching = job.watch(live)  # right after the tail, with no await between: no gap, no repeat
+        ended = asyncio.ensure_future(job.wait_quietly())
+        try:
+            while not ended.done():
+                await asyncio.wait([ended], timeout=STATUS_EVERY)
+                if handle is not None:
+                    handle.update(StatusLine(status_text(job)))
+        except asyncio.CancelledError:
+            ended.cancel()
+            stop_watching()
+            await live.aclose()
+            raise StoppedWatching(f"{status_text(job)} · stopped watching; the job runs on") from None
+        stop_watching()
+        await live.aclose()
+        if handle is None:
+            print(status_text(job), file=sys.stdout if job.result and job.result.ok else sys.stderr)
 
     def _after_wait(self, job: Job) -> None:
         if job.id not in self._quiet and self._drops_late_output():

@@ -59,6 +59,23 @@ class Transcript:
         skip = max(index - self._first, 0)
         return list(self._chunks)[skip:], index < self._first
 
+    def last_lines(self, count: int) -> list[tuple[str, str]]:
+        """The chunks of the last ``count`` lines, as ``tail -n`` counts them (a partial last
+        line is one), the first chunk cut to start on a whole line."""
+        chunks = list(self._chunks)
+        if count <= 0:
+            return []
+        found = 0
+        for index in reversed(range(len(chunks))):
+            stream, text = chunks[index]
+            pos = len(text) - 1 if index == len(chunks) - 1 and text.endswith("\n") else len(text)
+            while (pos := text.rfind("\n", 0, pos)) >= 0:
+                found += 1
+                if found == count:
+                    first = [(stream, text[pos + 1 :])] if pos + 1 < len(text) else []
+                    return [*first, *chunks[index + 1 :]]
+        return chunks
+
     def text_since(self, offset: int) -> tuple[str, int]:
         """The text from absolute character ``offset`` on (or from the oldest kept), and
         the absolute offset it starts at."""
@@ -110,6 +127,7 @@ class Job:
         self.transcript = Transcript()
         self.bytes_out = 0
         self.on_wait: Callable[[Job], None] | None = None
+        self._watchers: list[Callable[[str, str], None]] = []
         self.follower: asyncio.Future[None] | None = None
         self._expect_at = 0
         self._grew = asyncio.Event()
@@ -142,6 +160,14 @@ class Job:
         self.transcript.append(stream, text)
         self.bytes_out += len(text.encode())
         self._grew.set()
+        for watcher in self._watchers:
+            watcher(stream, text)
+
+    def watch(self, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``callback(stream, text)`` with each piece of output from now on (another
+        cell following the job); returns the function that stops it."""
+        self._watchers.append(callback)
+        return lambda: self._watchers.remove(callback) if callback in self._watchers else None
 
     async def _start(self, starting: Callable[[Job], Coroutine[Any, Any, Running]]) -> Running:
         try:
@@ -181,6 +207,10 @@ class Job:
     def stderr(self) -> str:
         return self._process.stderr if self._process else ""
 
+    def log_path(self) -> str | None:
+        """The file with every byte of the output so far, once started (written now if needed)."""
+        return self._process.log_path() if self._process else None
+
     @property
     def state(self) -> str:
         if self._process is None:
@@ -210,6 +240,10 @@ class Job:
         if self.on_wait is not None:
             self.on_wait(self)
         return result
+
+    async def wait_quietly(self) -> Result:
+        """Wait for the end without the waiting's side effects (no replay, no error raised)."""
+        return await (await self.process()).wait()
 
     def __await__(self) -> Generator[Any, None, Result]:
         return self.wait().__await__()

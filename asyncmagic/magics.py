@@ -112,11 +112,16 @@ class AsyncMagics(Magics):
         "action",
         nargs="?",
         default="list",
-        choices=["list", "kill", "wait", "clear"],
-        help="list (default): the table of jobs; kill/wait ID|all; clear: forget finished jobs.",
+        choices=["list", "kill", "wait", "clear", "show", "tail", "attach"],
+        help="list (default): the table of jobs; kill/wait ID|all; show/tail/attach ID; "
+        "clear: forget finished jobs.",
     )
     @argument("target", nargs="?", help="A job id, or 'all'.")
     @argument("--replay", action="store_true", help="With wait: print the job's whole output again.")
+    @argument(
+        "-n", "--lines", type=int, metavar="N", help="With tail/attach: the last N lines first (default 100)."
+    )
+    @argument("-f", "--follow", action="store_true", help="With tail: keep following, as attach does.")
     @line_magic
     def ajobs(self, line: str) -> None:
         """List, wait for, kill and forget background jobs (``%arun --bg``).
@@ -126,6 +131,10 @@ class AsyncMagics(Magics):
         %ajobs wait [--replay] ID|all
                                    wait (the loop stays free), print what a headless
                                    client dropped, raise if a job failed
+        %ajobs show ID             the job's output so far (head and tail), and its log
+        %ajobs tail [-n N] [-f] ID the last N lines (default 100); -f: attach
+        %ajobs attach [-n N] ID    the last N lines, then the live output and status here,
+                                   until the job ends; interrupting stops the watching only
         %ajobs clear               forget finished jobs
         """
         loop = self.background.loop
@@ -304,10 +313,10 @@ class AsyncMagics(Magics):
         args = parse(self.ajobs.parser, line)
         if self._ajobs_now(args):
             return
-        if args.action == "wait":
+        if args.action in ("wait", "show", "tail", "attach"):
             raise UsageError(
-                "%ajobs wait needs the kernel's event loop, which this call blocks: "
-                "run it at the top level of a cell (with %autoawait on), or await job"
+                f"%ajobs {args.action} needs the kernel's event loop, which this call blocks: "
+                "run it at the top level of a cell (with %autoawait on)"
             )
         for job in self._targets(args.target):
             job.kill_now()
@@ -315,6 +324,7 @@ class AsyncMagics(Magics):
 
     def _ajobs_now(self, args: Any) -> bool:
         """list and clear, which need no waiting; True if ``args`` was one of them."""
+        _check_ajobs_options(args)
         table = self.background.jobs
         if args.action == "list":
             display(JobsView(table))
@@ -329,6 +339,8 @@ class AsyncMagics(Magics):
         if self._ajobs_now(args):
             return
         jobs = self._targets(args.target)
+        if args.action in ("show", "tail", "attach"):
+            return await self._look(args, jobs)
         if args.action == "kill":
             for job in jobs:
                 await job.kill()
@@ -345,6 +357,18 @@ class AsyncMagics(Magics):
             print(status_text(job), file=sys.stderr if job.result and not job.result.ok else sys.stdout)
         if failed:
             raise failed[0] if len(failed) == 1 else CommandError(failed[0].result)
+
+    async def _look(self, args: Any, jobs: list[Job]) -> None:
+        """show, tail and attach: one job's output in this cell."""
+        if len(jobs) != 1 or args.target == "all":
+            raise UsageError(f"%ajobs {args.action} takes one job id, not 'all'")
+        job, lines = jobs[0], 100 if args.lines is None else args.lines
+        if args.action == "show":
+            await self.background.show(job, self.max_display_lines)
+        elif args.action == "attach" or args.follow:
+            await self.background.attach(job, lines, self.max_display_lines)
+        else:
+            await self.background.tail(job, lines)
 
     def _targets(self, target: str | None) -> list[Job]:
         if target is None:
@@ -384,6 +408,17 @@ async def _started(job: Job, run: RunSettings) -> None:
         await job.process()
     except Exception:
         pass  # reported by the job itself
+
+
+def _check_ajobs_options(args: Any) -> None:
+    if args.lines is not None and args.action not in ("tail", "attach"):
+        raise UsageError("%ajobs: -n/--lines goes with tail or attach")
+    if args.lines is not None and args.lines < 0:
+        raise UsageError(f"%ajobs: -n/--lines must be 0 or more, not {args.lines}")
+    if args.follow and args.action != "tail":
+        raise UsageError("%ajobs: -f/--follow goes with tail")
+    if args.replay and args.action != "wait":
+        raise UsageError("%ajobs: --replay goes with wait")
 
 
 def _ready_needs_the_loop(run: RunSettings) -> None:

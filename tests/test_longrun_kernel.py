@@ -235,3 +235,82 @@ def test_an_unusable_log_dir_is_refused_in_one_line(kernel: Kernel, tmp_path: Pa
         assert not processes_with(marker)
     finally:
         kernel.run("%config AsyncMagics.log_dir = ''")
+
+
+# -- %ajobs attach / tail / show ---------------------------------------------------------
+
+
+def started_job(kernel: Kernel, script: str) -> int:
+    """Start ``script`` as a quiet job; its id."""
+    kernel.run(f"_job = %arun --bg -q sh -c {script!r}")
+    return int(kernel.eval("_job.id"))
+
+
+def test_attach_shows_the_tail_then_the_live_output_in_the_attaching_cell(kernel: Kernel, tmp_path: Path):
+    gate = tmp_path / "gate"
+    job = started_job(
+        kernel, f"seq 1 5; while [ ! -e {gate} ]; do sleep 0.01; done; echo after; echo bye >&2"
+    )
+    kernel.wait_until(lambda: kernel.eval("_job.stdout") == "1\n2\n3\n4\n5\n", what="the job's first lines")
+    attach = kernel.submit(f"%ajobs attach -n 2 {job}")
+    kernel.wait_until(lambda: "4\n5\n" in attach.stdout, what="the tail in the attaching cell")
+    assert not attach.done  # following, until the job ends
+    gate.touch()
+    kernel.wait_until(lambda: attach.done, what="the attach to end with the job")
+    assert attach.error is None
+    assert attach.stdout == "4\n5\nafter\n"  # the tail, then the live output: no gap, no repeat
+    assert attach.stderr == "bye\n"
+    statuses = [
+        m["content"]["data"]["text/plain"] for m in attach.of_type("display_data", "update_display_data")
+    ]
+    assert statuses and statuses[-1].startswith(f"[job {job}] exit 0")
+
+
+def test_interrupting_an_attach_stops_the_watching_not_the_job(kernel: Kernel, marker: str):
+    job = started_job(kernel, f"echo up; exec sleep {marker}")
+    ex = kernel.execute(f"%ajobs attach {job}", interrupt_when=lambda ex: "up" in ex.stdout)
+    assert ex.error is not None and ex.error["ename"] == "StoppedWatching"
+    assert "stopped watching; the job runs on" in ex.error["evalue"]
+    assert sleeping(marker) and kernel.eval("_job.state") == "running"
+    kernel.run("await _job.kill()")
+    assert none_left(sleeping, marker)
+
+
+def test_tail_and_attach_of_a_finished_job_return_at_once(kernel: Kernel):
+    job = started_job(kernel, "seq 1 10; printf partial")
+    kernel.run("await _job")
+    tail = kernel.run(f"%ajobs tail -n 3 {job}")
+    assert tail.stdout.startswith("9\n10\npartial") and f"[job {job}] exit 0" in tail.stdout
+    attach = kernel.run(f"%ajobs tail -f -n 1 {job}")
+    assert attach.stdout.startswith("partial")
+
+
+def test_show_prints_head_and_tail_and_the_log_with_everything(kernel: Kernel):
+    job = started_job(kernel, "seq 1 100")
+    kernel.run("await _job")
+    kernel.run("%config AsyncMagics.max_display_lines = 10")
+    try:
+        ex = kernel.run(f"%ajobs show {job}")
+    finally:
+        kernel.run("%config AsyncMagics.max_display_lines = 1000")
+    assert ex.stdout.startswith("1\n2\n3\n4\n5\n") and "96\n97\n98\n99\n100\n" in ex.stdout
+    assert "\n50\n" not in ex.stdout and "90 lines" in ex.stderr
+    log = ex.stdout.rsplit("full output: ", 1)[1].split(" (deleted", 1)[0]
+    assert Path(log).read_text() == "".join(f"{i}\n" for i in range(1, 101))
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("attach 999", "%ajobs: no job 999"),
+        ("attach", "%ajobs: which job?"),
+        ("show all", "%ajobs show takes one job id, not 'all'"),
+        ("show -n 3 1", "%ajobs: -n/--lines goes with tail or attach"),
+        ("wait -f 1", "%ajobs: -f/--follow goes with tail"),
+        ("tail -n -1 1", "%ajobs: -n/--lines must be 0 or more"),
+        ("show --replay 1", "%ajobs: --replay goes with wait"),
+    ],
+)
+def test_bad_ajobs_lines_are_one_line(kernel: Kernel, line: str, message: str):
+    ex = kernel.execute(f"%ajobs {line}")
+    assert ex.stderr.startswith(f"UsageError: {message}") and ex.stderr.count("\n") == 1, ex.stderr
