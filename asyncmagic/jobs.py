@@ -307,44 +307,54 @@ class Job:
         no use, and left running it would hold its port.
         """
         readiness = parse_readiness(spec) if isinstance(spec, str) else spec
+        try:
+            return await self._until_ready(readiness, timeout)
+        except asyncio.CancelledError:
+            await through_cancellations(self._end_once_started())
+            raise
+
+    async def _end_once_started(self) -> None:
+        try:
+            proc = await self.process()
+        except Exception:
+            return  # it never started: nothing to end
+        await proc.stop("killed")
+
+    async def _until_ready(self, readiness: Readiness, timeout: float | None) -> Job:
         proc = await self.process()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         ended = loop.create_future()
         proc.add_done_callback(lambda: ended.done() or ended.set_result(None))
         lines, pause = _LineScan(self.transcript), FIRST_PAUSE
-        try:
-            while True:
-                if readiness.pattern is not None:
-                    found = lines.match(readiness.pattern)
-                else:
-                    found = await readiness.probe()
-                if found:
-                    return self
-                if proc.done():
-                    raise CommandError(
-                        proc.result, f"job {self.id} {proc.result.describe()} before ready: {readiness}"
-                    )
-                left = None if deadline is None else deadline - loop.time()
-                if left is not None and left <= 0:
-                    result = await proc.stop("killed")
-                    raise CommandError(
-                        result,
-                        f"not ready after {format_seconds(timeout)}: {readiness}; job {self.id} killed",
-                    )
-                if readiness.pattern is not None:  # new output, or the end, wakes it
-                    self._grew.clear()
-                    grew = asyncio.ensure_future(self._grew.wait())
-                    try:
-                        await asyncio.wait([grew, ended], timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        grew.cancel()
-                else:
-                    await asyncio.wait([ended], timeout=pause if left is None else min(pause, left))
-                    pause = min(pause * 2, LAST_PAUSE)
-        except asyncio.CancelledError:
-            await through_cancellations(proc.stop("killed"))
-            raise
+        while True:
+            if readiness.pattern is not None:
+                found = lines.match(readiness.pattern)
+            else:
+                found = await readiness.probe()
+            if found:
+                return self
+            if proc.done():
+                raise CommandError(
+                    proc.result, f"job {self.id} {proc.result.describe()} before ready: {readiness}"
+                )
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                result = await proc.stop("killed")
+                raise CommandError(
+                    result,
+                    f"not ready after {format_seconds(timeout)}: {readiness}; job {self.id} killed",
+                )
+            if readiness.pattern is not None:  # new output, or the end, wakes it
+                self._grew.clear()
+                grew = asyncio.ensure_future(self._grew.wait())
+                try:
+                    await asyncio.wait([grew, ended], timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    grew.cancel()
+            else:
+                await asyncio.wait([ended], timeout=pause if left is None else min(pause, left))
+                pause = min(pause * 2, LAST_PAUSE)
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.command[:40]!r} {self.state} pid={self.pid}>"

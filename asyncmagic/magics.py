@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -31,6 +32,7 @@ from .pipeline import Pipeline, start_pipeline
 from .pipesyntax import PipelineSpec
 from .process import OutputCallback, Process, default_shell, start
 from .result import CommandError
+from .shellstate import KeptShell, describe_state
 from .status import JobsView, status_text
 from .stopping import INTERRUPT_GRACE
 
@@ -41,6 +43,7 @@ _NOT_FOR_PIPELINES = {
     "-j": "it has no --parallel",
     "--jobs": "it has no --parallel",
     "--shell": "its stages run without a shell",
+    "--keep": "its stages run without a shell, which is what keeps the state",
 }
 """What ``%apipe`` says for the command-only options it does not take."""
 
@@ -67,6 +70,9 @@ class AsyncMagics(Magics):
     ready_timeout = Float(60.0, help="Default --ready-timeout: seconds a job has to get ready.").tag(
         config=True
     )
+    keep_shell_state = Bool(
+        False, help="Make --keep the default of %arun/%%arun in the foreground (see %ashell)."
+    ).tag(config=True)
     log_dir = Unicode(
         "",
         help="A folder where every command's whole log is kept after the kernel exits (mode 0600 "
@@ -82,6 +88,7 @@ class AsyncMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         self.background = Background(shell)
+        self.kept_shell = KeptShell()
 
     @plain_help
     @magic_arguments()
@@ -150,6 +157,41 @@ class AsyncMagics(Magics):
             return loop.run_until_complete(self._ajobs(line))
         return awaiting.run_blocking(self._ajobs(line))
 
+    @plain_help
+    @magic_arguments()
+    @argument(
+        "action",
+        nargs="?",
+        default="show",
+        choices=["show", "reset", "cd"],
+        help="show (default); reset: forget it; cd: move the kernel's own directory there.",
+    )
+    @line_magic
+    def ashell(self, line: str) -> None:
+        """Show or reset the shell state that ``--keep`` runs carry from one to the next.
+
+        %ashell         the kept directory, the exported variables that differ from the
+                        kernel's, the functions and the aliases
+        %ashell reset   forget it: the next --keep run starts from the kernel's
+                        directory and environment
+        %ashell cd      move the kernel's own working directory to the kept one (%cd)
+        """
+        args = parse(self.ashell.parser, line)
+        state = self.kept_shell.state
+        if args.action == "reset":
+            self.kept_shell.state = None
+            print("forgot the kept shell state")
+            return
+        if state is None:
+            print(
+                "no kept shell state: the next --keep run starts from the kernel's directory and environment"
+            )
+            return
+        if args.action == "cd":
+            self.shell.run_line_magic("cd", state.cwd)
+            return
+        print(describe_state(state))
+
     def awaitable(self, name: str, line: str, cell: str | None, *, value: bool) -> Coroutine[Any, Any, Any]:
         """The coroutine that runs magic ``name``; what an awaited cell awaits."""
         if name == "arun":
@@ -170,7 +212,10 @@ class AsyncMagics(Magics):
         else:
             options, command = line, cell
         args = parse(self.arun.parser, options)
-        return command, self._settings(args)
+        run = self._settings(args, keep=self.keep_shell_state)
+        if run.keep and os.path.basename(run.shell or self.default_shell or default_shell()) != "bash":
+            raise UsageError("--keep needs bash: bash alone carries its state across runs (BASH_ENV)")
+        return command, run
 
     async def _arun_awaited(self, line: str, cell: str | None, *, value: bool) -> Any:
         command, run = self._arun_args(line, cell)
@@ -190,15 +235,30 @@ class AsyncMagics(Magics):
                 namespace,
             )
             return results if value else None
+        if run.keep:
+            return await self._arun_kept(command, run, value=value)
         launch = self._command_launcher(command, run.kept(self._cell(), command))
         result = await run_for_cell(launch, run, namespace, command=command)
+        return result if value else None
+
+    async def _arun_kept(self, command: str, run: RunSettings, *, value: bool) -> Any:
+        """``--keep``: start from the kept shell state; what the run leaves is kept."""
+        state = self.kept_shell.state
+        if run.cwd is None and state is not None and not os.path.isdir(state.cwd):
+            print(f"--keep: {state.cwd} is gone; starting in {os.getcwd()}", file=sys.stderr)
+            self.kept_shell.state = replace(state, cwd=os.getcwd())
+        with self.kept_shell.carried(run.env, run.cwd) as (env, cwd):
+            run = replace(run, env=env, cwd=cwd).kept(self._cell(), command)
+            result = await run_for_cell(
+                self._command_launcher(command, run), run, self.shell.user_ns, command=command
+            )
         return result if value else None
 
     def _start_job(self, command: str, run: RunSettings) -> Job:
         launch = self._command_launcher(command, run.kept(f"job{self.background.jobs.next_id}", command))
         return self.background.start(command, launch, run, self.shell.user_ns)
 
-    def _settings(self, args: Any) -> RunSettings:
+    def _settings(self, args: Any, keep: bool = False) -> RunSettings:
         return settings(
             args,
             self.shell.user_ns,
@@ -210,6 +270,7 @@ class AsyncMagics(Magics):
             capture_limit=self.capture_limit or None,
             ready_timeout=self.ready_timeout,
             log_dir=self.log_dir,
+            keep=keep,
         )
 
     @validate("log_dir")
@@ -402,7 +463,14 @@ async def _started(job: Job, run: RunSettings) -> None:
     """Wait until a job's process exists, so its pid is known when the cell returns; with
     ``--ready``, until it is ready to use."""
     if run.ready is not None:
-        await job.ready(run.ready, run.ready_timeout)
+        try:
+            await job.ready(run.ready, run.ready_timeout)
+        except asyncio.CancelledError:  # job.ready() ended the job
+            if job.result is None:
+                raise
+            raise CommandError(
+                job.result, f"interrupted before ready: {run.ready}; job {job.id} killed"
+            ) from None
         return
     try:
         await job.process()

@@ -43,7 +43,14 @@ def _seconds(text: str) -> float:
     return value
 
 
-COMMAND_ONLY = {"--shell": None, "--parallel": False, "--jobs": None, "--interactive": False, "--pty": False}
+COMMAND_ONLY = {
+    "--shell": None,
+    "--keep": False,
+    "--parallel": False,
+    "--jobs": None,
+    "--interactive": False,
+    "--pty": False,
+}
 """Options of ``%arun``/``%%arun`` that ``%apipe`` has no use for (its stages run without a
 shell, each writing to the next one's pipe), with the value ``settings()`` sees without them."""
 
@@ -79,6 +86,14 @@ def _option_decorators() -> list[tuple[str, Callable[[F], F]]]:
             help="The shell that runs the command (default: bash, else sh; AsyncMagics.default_shell).",
         ),
         argument("--cwd", metavar="DIR", help="Run in this directory."),
+        argument(
+            "--keep",
+            action="store_true",
+            help="Carry the shell's state from one --keep run to the next, like one terminal: the "
+            "working directory, exported variables, functions and aliases (bash; each run is still "
+            "its own process; the kernel's own directory does not move: %%ashell cd). "
+            "AsyncMagics.keep_shell_state makes it the default; %%ashell shows and resets it.",
+        ),
         argument(
             "--env",
             action="append",
@@ -217,7 +232,8 @@ class RunSettings:
     input: InputSource | None
     cwd: str | None
     interrupt_grace: float = INTERRUPT_GRACE
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)
+    """Variables to set (None: to remove) in the command's environment."""
     shell: str | None = None
     """The --shell given, found on PATH; None for the configured default."""
     out: str | None = None
@@ -238,6 +254,8 @@ class RunSettings:
     """What ``input`` came from, for errors: ``--stdin NAME`` or ``--input``."""
     ready: Readiness | None = None
     ready_timeout: float = 60.0
+    keep: bool = False
+    """--keep: start from the kept shell state, and keep what this run leaves."""
     log_dir: str | None = None
     """The checked folder of kept logs (``AsyncMagics.log_dir``), None for the private one."""
     keep_log: KeptLog | None = None
@@ -275,6 +293,7 @@ def settings(
     capture_limit: int | None = None,
     ready_timeout: float = 60.0,
     log_dir: str = "",
+    keep: bool = False,
 ) -> RunSettings:
     """Check ``args`` against the user's ``namespace``; configured defaults fill the gaps."""
     args = argparse.Namespace(**{**{k[2:]: v for k, v in COMMAND_ONLY.items()}, **vars(args)})
@@ -305,6 +324,9 @@ def settings(
     if args.max_lines is not None and args.max_lines < 0:
         raise UsageError(f"--max-lines must be 0 (everything) or more, not {args.max_lines}")
     ready, ready_timeout = _ready(args, ready_timeout)
+    if args.keep and (args.bg or args.parallel):
+        raise UsageError("--keep runs in the foreground, one command after another: drop --bg/--parallel")
+    keep = args.keep or (keep and not args.bg and not args.parallel)
     try:
         kept_logs = prepare_log_dir(log_dir) if log_dir else None
     except ValueError as exc:
@@ -337,6 +359,7 @@ def settings(
         ready=ready,
         ready_timeout=ready_timeout,
         log_dir=kept_logs,
+        keep=keep,
     )
 
 

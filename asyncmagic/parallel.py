@@ -106,7 +106,13 @@ async def run_parallel(lines: Sequence[str], run: RunSettings, launcher: Launche
             sink = None
             if live is not None:
                 sink = LineLabels(live, {"stdout": labels[index], "stderr": labels[index]})
-            proc = await start_runner(launcher(command), sink, getattr(live, "flow", None))
+            started_at = datetime.now(timezone.utc)
+            try:
+                proc = await start_runner(launcher(command), sink, getattr(live, "flow", None))
+            except asyncio.CancelledError:
+                # Interrupted while it started: the engine ended it; it still ran, and the
+                # summary says so (the cell's cancellation goes on from the gather).
+                return interrupted(command, started_at)
             if progress is not None:
                 progress.started()
             result, _ = await wait_or_interrupt(proc)

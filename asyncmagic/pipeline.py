@@ -254,7 +254,7 @@ async def start_pipeline(
     stdout_path: str | os.PathLike[str] | None = None,
     append: bool = False,
     cwd: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     on_output: OutputCallback | None = None,
     flow: Flow | None = None,
     capture_limit: int | None = None,

@@ -44,10 +44,15 @@ def default_shell() -> str:
     return shutil.which("bash") or "/bin/sh"
 
 
-def child_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The child's environment: ours, the overrides, and unbuffered Python unless set."""
+def child_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
+    """The child's environment: ours, the overrides (None removes a variable), and
+    unbuffered Python unless set."""
     merged = dict(os.environ)
-    merged.update(env or {})
+    for name, value in (env or {}).items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
     merged.setdefault("PYTHONUNBUFFERED", "1")
     return merged
 
@@ -395,7 +400,7 @@ async def start(
     stdout: int | None = None,
     pty: bool = False,
     cwd: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     on_output: OutputCallback | None = None,
     flow: Flow | None = None,
     capture_limit: int | None = None,

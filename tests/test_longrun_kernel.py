@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import stat
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def test_interrupting_the_wait_for_ready_ends_the_job(kernel: Kernel, marker: st
         f"%arun --bg -q --ready tcp:{port} sleep {marker}",
         interrupt_when=lambda ex: bool(sleeping(marker)),
     )
-    assert ex.error is not None
+    assert error_line(ex).startswith(f"CommandError: interrupted before ready: tcp:{port}; job ")
     assert none_left(sleeping, marker)
 
 
@@ -314,3 +315,94 @@ def test_show_prints_head_and_tail_and_the_log_with_everything(kernel: Kernel):
 def test_bad_ajobs_lines_are_one_line(kernel: Kernel, line: str, message: str):
     ex = kernel.execute(f"%ajobs {line}")
     assert ex.stderr.startswith(f"UsageError: {message}") and ex.stderr.count("\n") == 1, ex.stderr
+
+
+# -- --keep and %ashell --------------------------------------------------------------------
+
+
+@pytest.fixture
+def own() -> Iterator[Kernel]:
+    """A kernel of its own: these tests move directories and keep state."""
+    k = Kernel()
+    k.run("%load_ext asyncmagic")
+    yield k
+    k.shutdown()
+
+
+def test_keep_carries_directory_and_exports_across_cells(own: Kernel, tmp_path: Path):
+    kernel_cwd = own.eval("__import__('os').getcwd()")
+    own.run("import os; os.environ['FROM_KERNEL'] = 'k'")
+    own.run(f"%arun --keep cd {tmp_path}")
+    own.run("%%arun --keep\nexport A='one two'\nexport B=$'line\\nnext=x'\nunset FROM_KERNEL")
+    ex = own.run('%%arun --keep\npwd\necho "$A|$B|${FROM_KERNEL-unset}"')
+    assert ex.stdout == f"{tmp_path}\none two|line\nnext=x|unset\n"
+    plain = own.run("%arun sh -c 'pwd; echo ${A-none} $FROM_KERNEL'")  # without --keep: the kernel's
+    assert plain.stdout == f"{kernel_cwd}\nnone k\n"
+    assert own.eval("__import__('os').getcwd()") == kernel_cwd  # the kernel did not move
+
+
+def test_keep_carries_functions_and_aliases_and_keeps_line_numbers(own: Kernel):
+    own.run("%%arun --keep\ngreet() { echo hello $1; }\nalias hi='echo hi there'")
+    ex = own.execute("%%arun --keep\ngreet you\nhi\necho line $LINENO\nnosuchcommand-xyz")
+    assert ex.stdout == "hello you\nhi there\nline 3\n"
+    assert "line 4: nosuchcommand-xyz: command not found" in ex.stderr
+
+
+def test_state_is_kept_after_a_failure_and_not_from_a_child_bash(own: Kernel, tmp_path: Path):
+    ex = own.execute(f"%%arun --keep\ncd {tmp_path}\nbash -c 'cd /; export C=child'\nexport D=parent\nexit 3")
+    assert ex.error is not None and "exit 3" in ex.error["evalue"]
+    assert own.run("%arun --keep sh -c 'pwd; echo ${C-none} $D'").stdout == f"{tmp_path}\nnone parent\n"
+
+
+def test_a_script_that_execs_leaves_the_previous_state(own: Kernel, tmp_path: Path):
+    own.run(f"%arun --keep cd {tmp_path}")
+    own.run("%arun --keep cd / && exec true")
+    assert own.run("%arun --keep pwd").stdout == f"{tmp_path}\n"
+
+
+def test_an_interrupted_keep_cell_ends_and_keeps_its_state(own: Kernel, tmp_path: Path, marker: str):
+    ex = own.execute(
+        f"%%arun --keep\ncd {tmp_path}\nsleep {marker}", interrupt_when=lambda ex: bool(sleeping(marker))
+    )
+    assert ex.error is not None and "interrupted" in ex.error["evalue"]
+    assert none_left(processes_with, marker)
+    assert own.run("%arun --keep pwd").stdout == f"{tmp_path}\n"
+
+
+def test_ashell_shows_resets_and_moves_the_kernel(own: Kernel, tmp_path: Path):
+    assert "no kept shell state" in own.run("%ashell").stdout
+    own.run(f"%%arun --keep\ncd {tmp_path}\nexport SHOWN=yes\nf() {{ :; }}\nalias ll='ls -l'")
+    shown = own.run("%ashell").stdout
+    assert f"directory: {tmp_path}\n" in shown and "SHOWN='yes'" in shown
+    assert "functions: f" in shown and "aliases: ll='ls -l'" in shown
+    own.run("%ashell cd")
+    assert own.eval("__import__('os').getcwd()") == str(tmp_path)
+    own.run("%ashell reset")
+    own.run("%cd /")
+    assert own.run("%arun --keep sh -c 'pwd; echo ${SHOWN-gone}'").stdout == "/\ngone\n"
+
+
+def test_keep_shell_state_makes_keep_the_default_of_foreground_runs(own: Kernel, tmp_path: Path):
+    kernel_cwd = own.eval("__import__('os').getcwd()")
+    own.run("%config AsyncMagics.keep_shell_state = True")
+    own.run(f"%arun cd {tmp_path}")
+    assert own.run("%arun pwd").stdout == f"{tmp_path}\n"
+    # A job runs beside the cells, not after them: it neither starts from the state nor changes it.
+    own.run("_j = %arun --bg -q sh -c 'pwd; cd /'\nawait _j")
+    assert own.eval("_j.stdout") == f"{kernel_cwd}\n"
+    assert own.run("%arun pwd").stdout == f"{tmp_path}\n"
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%arun --keep --bg pwd", "--keep runs in the foreground"),
+        ("%%arun --keep --parallel\npwd", "--keep runs in the foreground"),
+        ("%arun --keep --shell sh pwd", "--keep needs bash"),
+        ("%apipe --keep pwd", "%apipe has no --keep: its stages run without a shell"),
+        ("%ashell bogus", "argument action: invalid choice: 'bogus'"),
+    ],
+)
+def test_bad_keep_lines_are_one_line(kernel: Kernel, line: str, message: str):
+    ex = kernel.execute(line)
+    assert ex.stderr.startswith("UsageError: ") and message in ex.stderr and ex.stderr.count("\n") == 1
