@@ -420,6 +420,7 @@ async def start(
     time :meth:`Process.interrupt` leaves a Ctrl-C handler before SIGTERM. ``flow`` lets a slow
     consumer of ``on_output`` pause the reading of the output (see :mod:`asyncmagic.flow`).
     ``keep_log`` writes the whole output to a log that stays after the kernel exits.
+    ``env`` is added to this process's environment; a None value removes that variable.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
