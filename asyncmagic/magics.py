@@ -22,6 +22,7 @@ from IPython.display import display
 from traitlets import Bool, Float, Int, TraitError, Unicode, validate
 
 from . import awaiting, parallel, pipesyntax
+from .asking import asker
 from .background import Background
 from .capture import prepare_log_dir
 from .flow import Flow
@@ -44,6 +45,7 @@ _NOT_FOR_PIPELINES = {
     "--jobs": "it has no --parallel",
     "--shell": "its stages run without a shell",
     "--keep": "its stages run without a shell, which is what keeps the state",
+    "--ask": "its stages read pipes, not a terminal",
 }
 """What ``%apipe`` says for the command-only options it does not take."""
 
@@ -70,6 +72,9 @@ class AsyncMagics(Magics):
     ready_timeout = Float(60.0, help="Default --ready-timeout: seconds a job has to get ready.").tag(
         config=True
     )
+    ask = Bool(
+        False, help="Make --ask the default of %arun/%%arun in the foreground: questions are put to you."
+    ).tag(config=True)
     keep_shell_state = Bool(
         False, help="Make --keep the default of %arun/%%arun in the foreground (see %ashell)."
     ).tag(config=True)
@@ -212,7 +217,7 @@ class AsyncMagics(Magics):
         else:
             options, command = line, cell
         args = parse(self.arun.parser, options)
-        run = self._settings(args, keep=self.keep_shell_state)
+        run = self._settings(args, keep=self.keep_shell_state, ask=self.ask)
         if run.keep and os.path.basename(run.shell or self.default_shell or default_shell()) != "bash":
             raise UsageError("--keep needs bash: bash alone carries its state across runs (BASH_ENV)")
         return command, run
@@ -258,7 +263,7 @@ class AsyncMagics(Magics):
         launch = self._command_launcher(command, run.kept(f"job{self.background.jobs.next_id}", command))
         return self.background.start(command, launch, run, self.shell.user_ns)
 
-    def _settings(self, args: Any, keep: bool = False) -> RunSettings:
+    def _settings(self, args: Any, keep: bool = False, ask: bool = False) -> RunSettings:
         return settings(
             args,
             self.shell.user_ns,
@@ -271,6 +276,7 @@ class AsyncMagics(Magics):
             ready_timeout=self.ready_timeout,
             log_dir=self.log_dir,
             keep=keep,
+            ask=ask,
         )
 
     @validate("log_dir")
@@ -287,6 +293,7 @@ class AsyncMagics(Magics):
 
     def _command_launcher(self, command: str, run: RunSettings) -> Launch:
         shell = run.shell or self.default_shell or default_shell()
+        ask = asker(self.shell, background=run.background) if run.ask else None
 
         def launch(on_output: OutputCallback | None, flow: Flow | None) -> Awaitable[Process]:
             return start(
@@ -294,6 +301,7 @@ class AsyncMagics(Magics):
                 shell=shell,
                 stdin="pipe" if run.interactive else None,
                 pty=run.pty,
+                ask=ask,
                 on_output=on_output,
                 flow=flow,
                 **run.engine_options(),

@@ -50,6 +50,7 @@ COMMAND_ONLY = {
     "--jobs": None,
     "--interactive": False,
     "--pty": False,
+    "--ask": False,
 }
 """Options of ``%arun``/``%%arun`` that ``%apipe`` has no use for (its stages run without a
 shell, each writing to the next one's pipe), with the value ``settings()`` sees without them."""
@@ -144,6 +145,14 @@ def _option_decorators() -> list[tuple[str, Callable[[F], F]]]:
             metavar="TEXT",
             help=r"Text for the command's stdin; Python escapes such as \n are understood. "
             "Without --input or --stdin, stdin is /dev/null.",
+        ),
+        argument(
+            "--ask",
+            action="store_true",
+            help="Answer the command's questions here: it runs under a terminal of its own (as with "
+            "--pty), and when it waits reading it (read -p, input(), getpass, sudo, ssh) an input box "
+            "asks you (a password box when it reads with echo off). --input/--stdin lines answer first. "
+            "Headless and in --bg jobs, a question fails the command at once. AsyncMagics.ask.",
         ),
         argument(
             "--stdin",
@@ -256,6 +265,8 @@ class RunSettings:
     ready_timeout: float = 60.0
     keep: bool = False
     """--keep: start from the kept shell state, and keep what this run leaves."""
+    ask: bool = False
+    """--ask: questions at the command's terminal are put to the person."""
     log_dir: str | None = None
     """The checked folder of kept logs (``AsyncMagics.log_dir``), None for the private one."""
     keep_log: KeptLog | None = None
@@ -294,6 +305,7 @@ def settings(
     ready_timeout: float = 60.0,
     log_dir: str = "",
     keep: bool = False,
+    ask: bool = False,
 ) -> RunSettings:
     """Check ``args`` against the user's ``namespace``; configured defaults fill the gaps."""
     args = argparse.Namespace(**{**{k[2:]: v for k, v in COMMAND_ONLY.items()}, **vars(args)})
@@ -327,6 +339,9 @@ def settings(
     if args.keep and (args.bg or args.parallel):
         raise UsageError("--keep runs in the foreground, one command after another: drop --bg/--parallel")
     keep = args.keep or (keep and not args.bg and not args.parallel)
+    if args.ask and (args.parallel or args.interactive):
+        raise UsageError("--ask asks for one command at a time: drop --parallel/--interactive")
+    ask = args.ask or (ask and not args.bg and not args.parallel and not args.interactive)
     try:
         kept_logs = prepare_log_dir(log_dir) if log_dir else None
     except ValueError as exc:
@@ -360,6 +375,7 @@ def settings(
         ready_timeout=ready_timeout,
         log_dir=kept_logs,
         keep=keep,
+        ask=ask,
     )
 
 

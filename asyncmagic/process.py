@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import codecs
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from . import watchdog
 from .capture import Capture, KeptLog, Spill
 from .flow import Flow
+from .prompts import Ask, NoAnswer, Prompt, echo_off, reading_terminal, unread_output
 from .result import Ended, Result
 from .stdin import InputSource, byte_chunks, check_source, input_failed
 from .stopping import INTERRUPT_GRACE, end_group, end_groups_now, group_alive
@@ -75,6 +77,9 @@ class _Pump(asyncio.SubprocessProtocol):
         self.eof = {fd: loop.create_future() for fd in pipes}
         self.exited = loop.create_future()
         self.stdin_lost = False
+        self.partial_line = ""
+        """The output after the last newline (a prompt), for ``ask``."""
+        self.received = 0
         self._can_write: asyncio.Future[None] | None = None
         self._loop = loop
 
@@ -111,6 +116,9 @@ class _Pump(asyncio.SubprocessProtocol):
     def _emit(self, fd: int, text: str) -> None:
         if not text:
             return
+        self.received += 1
+        newline = text.rfind("\n")
+        self.partial_line = (self.partial_line + text if newline < 0 else text[newline + 1 :])[-500:]
         self.captured[fd].append(text)
         if self._on_output is not None:
             self._on_output(_STREAM_NAMES[fd], text)
@@ -129,6 +137,8 @@ class _Terminal:
         import termios
 
         self.master, self.slave = os.openpty()
+        self.slave_path = os.ttyname(self.slave)
+        self._echo = b""
         attrs = termios.tcgetattr(self.slave)
         attrs[1] &= ~termios.ONLCR
         termios.tcsetattr(self.slave, termios.TCSANOW, attrs)
@@ -153,6 +163,20 @@ class _Terminal:
     def is_closing(self) -> bool:
         return self._loop is None
 
+    def answer(self, text: str, echoed: bool) -> None:
+        """Type ``text`` and Enter at the terminal; its echo (if the terminal echoes) is not
+        output of the command, so it is left out (the person's answer shows where they typed it)."""
+        data = text.encode() + (b"" if text == "\x04" else b"\n")
+        if echoed and text != "\x04":
+            self._echo += data
+        while data:  # an answer is one line: the terminal's input queue takes it
+            try:
+                data = data[os.write(self.master, data) :]
+            except BlockingIOError:
+                break
+            except OSError:
+                return
+
     def _ready(self) -> None:
         try:
             data = os.read(self.master, READ_CHUNK)
@@ -160,6 +184,14 @@ class _Terminal:
             return
         except OSError:
             data = b""
+        if data and self._echo:
+            same = 0
+            while same < min(len(data), len(self._echo)) and data[same] == self._echo[same]:
+                same += 1
+            self._echo = self._echo[same:] if same == len(data) else b""
+            data = data[same:]
+            if not data:
+                return
         if data:
             self._pump.pipe_data_received(1, data)
         else:
@@ -315,10 +347,48 @@ class Process:
             if pipe is not None:
                 pipe.close()
 
+    async def _answer_prompts(self, ask: Ask, given: InputSource | None) -> None:
+        """While the command runs: each time it waits reading its terminal, answer with the
+        next given line, else with ``await ask(prompt)``."""
+        terminal, pump = self._terminal, self._pump
+        assert terminal is not None
+        try:
+            answers = await _lines(given) if given is not None else []
+        except Exception as exc:
+            self._feed_error = exc
+            self._begin_stop("killed", None)
+            return
+        pause = ASK_FIRST_PAUSE
+        while True:
+            seen = pump.received
+            await asyncio.sleep(pause)
+            if pump.received != seen:  # it is talking: not waiting (or its prompt is still arriving)
+                pause = ASK_FIRST_PAUSE
+                continue
+            pause = min(pause * 2, ASK_LAST_PAUSE)
+            if unread_output(terminal.master) or not reading_terminal(terminal.master, terminal.slave_path):
+                continue
+            prompt = Prompt(_prompt_text(pump.partial_line), secret=echo_off(terminal.master))
+            if answers:
+                answer = answers.pop(0)
+            else:
+                try:
+                    answer = await ask(prompt)
+                except NoAnswer as exc:
+                    self._ask_error = str(exc)
+                    self._begin_stop("killed", None)
+                    return
+            terminal.answer(answer, echoed=not echo_off(terminal.master))
+            pump.partial_line = ""  # the answer's Enter ended that line (its echo is left out)
+            pause = ASK_FIRST_PAUSE
+
     async def _finish(self) -> Result:
         await self._pump.exited
         if self._timer is not None:
             self._timer.cancel()
+        if self._asker is not None:  # no one is asked for a command that has exited
+            self._asker.cancel()
+            await asyncio.wait([self._asker])
         if self._stopping is None and group_alive(self.pgid):
             # The command is done; what it left running in the background ends with it.
             self._stopping = asyncio.ensure_future(end_group(self.pgid, grace=self._grace))
@@ -360,6 +430,7 @@ class Process:
         assert returncode is not None
         ended = self._ended or ("signal" if returncode < 0 else "exit")
         error = None if self._feed_error is None else input_failed(self._feed_error)
+        error = error or self._ask_error
         pump = self._pump
         if any(c.truncated for c in pump.captured.values()):
             pump.spill.materialize()
@@ -405,6 +476,7 @@ async def start(
     flow: Flow | None = None,
     capture_limit: int | None = None,
     keep_log: KeptLog | None = None,
+    ask: Ask | None = None,
 ) -> Process:
     """Start ``command`` and return its :class:`Process`.
 
@@ -421,6 +493,10 @@ async def start(
     consumer of ``on_output`` pause the reading of the output (see :mod:`asyncmagic.flow`).
     ``keep_log`` writes the whole output to a log that stays after the kernel exits.
     ``env`` is added to this process's environment; a None value removes that variable.
+    With ``ask`` the pseudo-terminal is also the command's stdin and controlling terminal
+    (``/dev/tty``), and when the command waits reading it (see :mod:`asyncmagic.prompts`),
+    the next line of ``input`` answers, or else ``await ask(prompt)``; an ``ask`` that
+    raises :class:`~asyncmagic.prompts.NoAnswer` ends the command with that error.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
@@ -432,6 +508,10 @@ async def start(
         if stdin is not None:
             raise ValueError("give input= or stdin=, not both")
         check_source(input)
+    if ask is not None:
+        if stdin is not None or stdout is not None:
+            raise ValueError("ask= gives the command a terminal for stdin and stdout: no stdin= or stdout=")
+        pty = True
     script_fd = None
     if isinstance(command, str) and len(command.encode()) > SCRIPT_ARG_MAX:
         script_fd = _script_file(command)
@@ -444,7 +524,9 @@ async def start(
         argv = [os.fspath(a) for a in command]
         text = " ".join(argv)
     stdin_arg: Any = asyncio.subprocess.DEVNULL
-    if input is not None or stdin == "pipe":
+    if ask is not None:
+        pass  # the terminal, below
+    elif input is not None or stdin == "pipe":
         stdin_arg = asyncio.subprocess.PIPE
     elif isinstance(stdin, int):
         stdin_arg = stdin
@@ -456,10 +538,14 @@ async def start(
     err_arg: Any = asyncio.subprocess.PIPE
     if terminal is not None:
         out_arg = err_arg = terminal.slave
+    if ask is not None:
+        stdin_arg = terminal.slave
     token = watchdog.expect_spawn()
     started_at = _now()
     sigint = _SigintDefault()
     preexec = sigint.arm()
+    if ask is not None:
+        preexec = _controlling_terminal(preexec)
     try:
         spawn = asyncio.ensure_future(
             loop.subprocess_exec(
@@ -519,6 +605,11 @@ async def start(
     proc._terminal = terminal
     proc._flow = flow
     proc._timer = loop.call_later(timeout, proc._on_timeout) if timeout is not None else None
+    proc._ask_error = None
+    proc._asker = None
+    if ask is not None:
+        proc._asker = asyncio.ensure_future(proc._answer_prompts(ask, input))
+        input = None  # answers, given one line per prompt
     proc._feeder = asyncio.ensure_future(proc._feed(input)) if input is not None else None
     proc._finished = asyncio.ensure_future(proc._finish())
     _live.add(proc)
@@ -618,6 +709,38 @@ def _script_file(script: str) -> int:
     while view:
         view = view[os.write(fd, view) :]
     return fd
+
+
+ASK_FIRST_PAUSE, ASK_LAST_PAUSE = 0.03, 0.3
+"""Seconds between two looks at whether an ``ask`` command waits: short after output, growing
+while it is quiet."""
+
+
+async def _lines(source: InputSource) -> list[str]:
+    data = b"".join([chunk async for chunk in byte_chunks(source)])
+    return data.decode(errors="replace").splitlines()
+
+
+_CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def _prompt_text(partial: str) -> str:
+    """The prompt as a person reads it: after the last carriage return, without escapes."""
+    return _CSI.sub("", partial.rsplit("\r", 1)[-1])
+
+
+def _controlling_terminal(before: Callable[[], None] | None) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes stdin (the pty slave) the child's controlling terminal;
+    it runs after ``setsid()``, so the child leads a session without one."""
+    import fcntl
+    import termios
+
+    def preexec() -> None:
+        if before is not None:
+            before()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    return preexec
 
 
 def _close_fd(fd: int | None) -> None:

@@ -259,7 +259,7 @@ def test_many_runs_leak_no_fds():
 def test_engine_imports_no_ipython():
     code = (
         "import sys, asyncio, asyncmagic, asyncmagic.pipeline, asyncmagic.jobs, asyncmagic.watchdog\n"
-        "import asyncmagic.readiness, asyncmagic.shellstate\n"
+        "import asyncmagic.readiness, asyncmagic.shellstate, asyncmagic.prompts\n"
         "asyncio.run(asyncmagic.run('true'))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('IPython', 'ipykernel', 'traitlets')))"
     )

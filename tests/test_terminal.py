@@ -132,3 +132,19 @@ def test_awaiting_a_job_prints_nothing_twice_in_terminal_ipython(terminal: Termi
     terminal.type("%ajobs wait 1")
     screen = terminal.read_until("In [5]:")
     assert screen.count("line-42") == 1 and screen.count("err-42") == 1, screen
+
+
+def test_ask_is_answered_at_the_terminal(terminal: Terminal):
+    terminal.read_until("In [1]:")
+    terminal.type("%load_ext asyncmagic")
+    terminal.read_until("In [2]:")
+    terminal.type("%arun --ask read -p 'Your name: ' n; echo hi $n")
+    terminal.read_until("Your name: ")
+    terminal.type("bob")
+    screen = terminal.read_until("In [3]:").replace("\r", "")
+    assert "hi bob\n" in screen
+    terminal.type("%arun --ask python3 -c 'import getpass; print(len(getpass.getpass(\"Pin: \")))'")
+    terminal.read_until("Pin: ")
+    terminal.type("12345")
+    screen = terminal.read_until("In [4]:").replace("\r", "")
+    assert "5\n" in screen and "12345" not in screen.split("Pin: ")[-1]  # typed with echo off

@@ -126,3 +126,31 @@ def test_a_cut_output_says_so_at_the_top(lab, page):
     first = cell.locator(".jp-OutputArea-output").first
     expect(first).to_contain_text("99,994 lines")
     expect(first).to_contain_text("not shown; full output: /tmp/asyncmagic-")
+
+
+def test_ask_shows_an_input_box_and_the_answer_continues_the_command(lab, page):
+    from conftest import ARTIFACTS
+
+    cell = (
+        "%%arun --ask\n"
+        'read -p "Project name: " name\n'
+        'echo "creating $name"\n'
+        'python3 -c \'import getpass; print(len(getpass.getpass("Token: ")), "chars")\''
+    )
+    nb = Notebook(page, lab.notebook("ask.ipynb", LOAD, cell))
+    nb.run_and_wait(0)
+    asked = nb.run(1)
+    box = asked.locator(".jp-Stdin-input")
+    expect(box).to_be_visible()
+    expect(asked.locator(STDOUT).first).to_have_text("Project name:")  # right above the box
+    page.screenshot(path=str(ARTIFACTS / "ask-box.png"))
+    box.fill("myproj")
+    box.press("Enter")
+    expect(asked.locator(STDOUT).last).to_contain_text("creating myproj")
+    secret = asked.locator(".jp-Stdin-input[type=password]")
+    expect(secret).to_be_visible()
+    secret.fill("s3cret")
+    secret.press("Enter")
+    nb.wait_done(1)
+    expect(asked.locator(STDOUT).last).to_contain_text("6 chars")
+    assert "s3cret" not in text(asked.locator(".jp-OutputArea"))
