@@ -154,3 +154,31 @@ def test_ask_shows_an_input_box_and_the_answer_continues_the_command(lab, page):
     nb.wait_done(1)
     expect(asked.locator(STDOUT).last).to_contain_text("6 chars")
     assert "s3cret" not in text(asked.locator(".jp-OutputArea"))
+
+
+def test_the_stop_button_while_a_box_is_open_ends_the_command(lab, page, marker):
+    from kernel import processes_with
+
+    stopped = f"%%arun --ask\nread -p 'Never answered: ' x # {marker}"
+    again = "%arun --ask read -p 'Again: ' y; echo got $y"
+    nb = Notebook(page, lab.notebook("ask-stop.ipynb", LOAD, stopped, again))
+    nb.run_and_wait(0)
+    asked = nb.run(1)
+    stale = asked.locator(".jp-Stdin-input")
+    expect(stale).to_be_visible()
+    nb.menu("Kernel", "Interrupt Kernel")
+    nb.wait_done(1)
+    expect(asked.locator(STDERR)).to_contain_text("interrupted")
+    assert processes_with(marker) == []
+    # JupyterLab leaves an unanswered box on the page when its cell ends (the protocol has
+    # no message to take it back). An answer typed there later reaches no one: the next
+    # question gets its own box, and its own answer.
+    stale.fill("stale")
+    stale.press("Enter")
+    cell = nb.run(2)
+    box = cell.locator(".jp-Stdin-input")
+    expect(box).to_be_visible()
+    box.fill("fresh")
+    box.press("Enter")
+    nb.wait_done(2)
+    expect(cell.locator(STDOUT).last).to_contain_text("got fresh")
