@@ -55,21 +55,32 @@ class Background:
         self._seen: dict[int, int | None] = {}  # job id -> transcript chunks its cell received
         self._settings: dict[int, RunSettings] = {}
         self._quiet: set[int] = set()
+        self._cell_running = False
+        self._unreported: list[Job] = []  # a terminal's job endings, said at the next prompt
+        self._turned_on_asyncio_gui = False
+        shell.events.register("pre_run_cell", self._cell_started)
         shell.events.register("post_run_cell", self._cell_finished)
 
     def close(self) -> None:
         """End every job now (unload, shutdown) and stop listening to cells."""
-        try:
-            self.shell.events.unregister("post_run_cell", self._cell_finished)
-        except ValueError:
-            pass
+        for event, callback in (("pre_run_cell", self._cell_started), ("post_run_cell", self._cell_finished)):
+            try:
+                self.shell.events.unregister(event, callback)
+            except ValueError:
+                pass
+        if self._turned_on_asyncio_gui:
+            self.shell.enable_gui(None)
+            self._turned_on_asyncio_gui = False
         end_all_now()
 
     def start(self, command: str, launch: Launch, run: RunSettings, namespace: dict[str, Any]) -> Job:
         """Start a job of the current cell with ``launch`` and return it at once."""
         live = live_output(run)
         notebook = hasattr(self.shell, "kernel")
+        in_place = notebook and _updates_in_place(self.shell)
         context = contextvars.copy_context()
+        if not notebook:
+            self._keep_the_loop_running_at_the_prompt()
 
         async def starting(job: Job) -> Runner:
             def on_output(stream: str, text: str) -> None:
@@ -85,7 +96,11 @@ class Background:
                 if handle is not None:
                     handle.update(StatusLine(f"[job {job.id}] failed to start"))
                 raise
-            job.follower = asyncio.ensure_future(self._follow(job, runner, run, namespace, live, handle))
+            if handle is not None:  # still within its cell, so even a headless run keeps it
+                handle.update(StatusLine(f"[job {job.id}] started · pid {runner.pid}"))
+            job.follower = asyncio.ensure_future(
+                self._follow(job, runner, run, namespace, live, handle, in_place=in_place)
+            )
             return runner
 
         job = context.run(self.jobs.start, command, starting, self.loop)
@@ -93,7 +108,7 @@ class Background:
         self._settings[job.id] = replace(run, input=None)  # not the source: it may be big
         if run.quiet:
             self._quiet.add(job.id)
-        job.on_wait = self._after_wait
+        job.on_wait = self.settle
         if run.result:
             namespace[run.result] = job
         return job
@@ -106,12 +121,14 @@ class Background:
         namespace: dict[str, Any],
         live: LiveOutput | None,
         handle: DisplayHandle | None,
+        *,
+        in_place: bool,
     ) -> None:
         """Keep the job's status line current; when it ends, store its captures and report."""
         ended = asyncio.ensure_future(proc.wait())
         while True:
             done, _ = await asyncio.wait([ended], timeout=STATUS_EVERY)
-            if handle is not None:
+            if handle is not None and in_place:
                 handle.update(StatusLine(status_text(job)))
             if done:
                 break
@@ -122,10 +139,43 @@ class Background:
             namespace[run.out] = result.stdout
         if run.err:
             namespace[run.err] = result.stderr
-        if handle is None:  # a terminal: no status line to update, so say how it ended
+        if handle is None:  # a terminal: said at the next prompt, not inside another command's output
+            self._unreported.append(job)
+            if not self._cell_running:
+                self._report_endings()
+        elif not in_place:  # jupyter console: it shows a display once, never its updates
+            handle.update(StatusLine(status_text(job)))  # for whoever does
             print(status_text(job), file=sys.stdout if result.ok else sys.stderr, flush=True)
+        else:
+            handle.update(StatusLine(status_text(job)))
+
+    def _report_endings(self) -> None:
+        for job in self._unreported:
+            ok = job.result is not None and job.result.ok
+            print(status_text(job), file=sys.stdout if ok else sys.stderr, flush=True)
+        self._unreported.clear()
+
+    def _keep_the_loop_running_at_the_prompt(self) -> None:
+        """Terminal IPython runs its asyncio loop only while a cell runs: a job would not be
+        read, nor its end seen, between prompts (its status stale, its duration inflated).
+        IPython's ``%gui asyncio`` runs the prompt on that loop; turned on for the first job,
+        unless another event loop integration is active or the prompt is the simple one (no
+        hooks: there a job moves on only while a cell runs), and off again at unload."""
+        shell = self.shell
+        if (
+            getattr(shell, "active_eventloop", "") is None
+            and hasattr(shell, "enable_gui")
+            and not getattr(shell, "simple_prompt", True)  # it has no event loop hooks
+        ):
+            self.shell.enable_gui("asyncio")
+            self._turned_on_asyncio_gui = True
+
+    def _cell_started(self, *args: Any) -> None:
+        self._cell_running = True
 
     def _cell_finished(self, *args: Any) -> None:
+        self._cell_running = False
+        self._report_endings()
         for job in self.jobs:
             if job.id in self._seen and self._seen[job.id] is None:
                 self._seen[job.id] = job.transcript.end
@@ -198,9 +248,14 @@ class Background:
         if handle is None:
             print(status_text(job), file=sys.stdout if job.result and job.result.ok else sys.stderr)
 
-    def _after_wait(self, job: Job) -> None:
-        if job.id not in self._quiet and self._drops_late_output():
-            self.replay(job)
+    def settle(self, job: Job, *, say_status: bool = True) -> None:
+        """After a wait for ``job`` ended: show here what this client missed (headless: its
+        late output and how it ended), then raise if it failed, as the error policy says."""
+        if self._drops_late_output():  # nothing else shows its end here
+            if job.id not in self._quiet:
+                self.replay(job)
+            if say_status:
+                print(status_text(job), file=sys.stdout if job.result and job.result.ok else sys.stderr)
         result, run = job.result, self._settings.get(job.id)
         if result is None or result.ok or (run is not None and not run.raise_on_error):
             return
@@ -217,6 +272,15 @@ class Background:
             return False
         request = kernel.get_parent("shell")
         return not (request or {}).get("content", {}).get("allow_stdin", False)
+
+
+def _updates_in_place(shell: Any) -> bool:
+    """True when the current cell's client redraws a display in place: notebook frontends
+    (JupyterLab, Notebook 7, VS Code, nbclient) name the cell in the execute request's
+    metadata (``cellId``); jupyter console names none, and shows only a display's first state."""
+    request = shell.kernel.get_parent("shell") or {}
+    metadata = request.get("metadata") or {}
+    return "cellId" in metadata or "cell_id" in metadata
 
 
 def _loop() -> asyncio.AbstractEventLoop:

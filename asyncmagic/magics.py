@@ -417,8 +417,9 @@ class AsyncMagics(Magics):
             return
         failed = []
         for job in jobs:
+            await job.wait_quietly()
             try:
-                await job.wait()
+                self.background.settle(job, say_status=False)  # said below, after any replay
             except CommandError as exc:
                 failed.append(exc)
             if args.replay:

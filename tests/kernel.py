@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,9 +72,22 @@ class Kernel:
         self.executions: dict[str, Execution] = {}
         self.pid = int(self.eval("__import__('os').getpid()"))
 
-    def submit(self, code: str, *, allow_stdin: bool = True) -> Execution:
-        """Send a cell as JupyterLab does (``allow_stdin: true``), or as nbclient does (false)."""
-        ex = Execution(msg_id=self.client.execute(code, allow_stdin=allow_stdin), code=code)
+    def submit(self, code: str, *, allow_stdin: bool = True, in_a_notebook: bool = True) -> Execution:
+        """Send a cell as JupyterLab does (``allow_stdin: true``, the cell named in the
+        metadata), as nbclient does (``allow_stdin`` false), or, ``in_a_notebook=False``, as
+        jupyter console does (no cell to name)."""
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": allow_stdin,
+            "stop_on_error": True,
+        }
+        metadata = {"cellId": str(uuid.uuid4())} if in_a_notebook else {}
+        msg = self.client.session.msg("execute_request", content, metadata=metadata)
+        self.client.shell_channel.send(msg)
+        ex = Execution(msg_id=msg["header"]["msg_id"], code=code)
         self.executions[ex.msg_id] = ex
         return ex
 
@@ -106,10 +120,11 @@ class Kernel:
         interrupt_when: Callable[[Execution], bool] | None = None,
         again_after: float | None = None,
         allow_stdin: bool = True,
+        in_a_notebook: bool = True,
     ) -> Execution:
         """Run ``code`` until idle; interrupt once ``interrupt_when(ex)`` holds, and a second
         time ``again_after`` seconds later if the cell is still running (a stop during a stop)."""
-        ex = self.submit(code, allow_stdin=allow_stdin)
+        ex = self.submit(code, allow_stdin=allow_stdin, in_a_notebook=in_a_notebook)
         interrupted_at: float | None = None
         again = again_after is not None
         deadline = time.monotonic() + timeout

@@ -246,10 +246,14 @@ def test_headless_run_gets_late_output_where_the_job_is_awaited(tmp_path: Path):
         return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
     # What the starting cell's client missed (all that came after it finished) shows where
-    # the job is awaited; nothing is lost and nothing shown twice.
+    # the job is awaited, and so does how it ended; nothing is lost and nothing shown twice.
     assert "late" not in text(nb.cells[1]) and "late" in text(nb.cells[2])
-    assert text(nb.cells[1]) + text(nb.cells[2]) == "early\nlate\n"
+    late, ending = text(nb.cells[2]).rsplit("[job 1] ", 1)
+    assert text(nb.cells[1]) + late == "early\nlate\n" and ending.startswith("exit 0 · ")
     assert text(nb.cells[3]).startswith("early\nlate\n") and "exit 0" in text(nb.cells[3])
+    # The job's own cell keeps its last status: started, never a stale "starting".
+    statuses = [o["data"]["text/plain"] for o in nb.cells[1].outputs if o.output_type == "display_data"]
+    assert statuses and statuses[0].startswith("[job 1] started · pid ")
 
 
 def test_a_job_with_huge_output_keeps_only_its_latest_in_memory(kernel: Kernel):
@@ -289,3 +293,23 @@ def test_awaiting_a_job_replays_its_late_output_only_to_a_headless_client(
         # that nbclient then shows it exactly once is test_headless_run_gets_late_output_...
         assert shown in ("late\n", "early\nlate\n"), ex.streams
     assert start.stdout == "early\nlate\n"
+
+
+def test_a_client_that_cannot_redraw_gets_the_end_as_a_line_in_the_jobs_cell(kernel: Kernel):
+    """jupyter console shows a display once and ignores its updates (issue 16.4: `[job 1]
+    starting` forever); it names no cell in its requests, so the end is also printed there."""
+    console = kernel.execute("_cj = %arun --bg -q sh -c 'sleep 0.2; exit 3'", in_a_notebook=False)
+    job = kernel.eval("_cj.id")
+    kernel.wait_until(lambda: f"[job {job}] exit 3" in console.stderr, what="the printed end")
+    lab = kernel.run("_lj = %arun --bg -q sleep 0.2")
+    lab_job = kernel.eval("_lj.id")
+    kernel.wait_until(
+        lambda: any(
+            f"[job {lab_job}] exit 0" in m["content"]["data"]["text/plain"]
+            for m in lab.of_type("update_display_data")
+        ),
+        what="the updated status line",
+    )
+    kernel.run("await _lj")  # iopub is ordered: whatever the job's cell got came before this
+    assert f"[job {lab_job}]" not in lab.stdout + lab.stderr  # redrawn in place, not printed too
+    kernel.execute("await _cj")

@@ -23,13 +23,13 @@ def _controlling_terminal() -> None:
 
 
 class Terminal:
-    def __init__(self) -> None:
+    def __init__(self, simple: bool = True) -> None:
         self.master, slave = pty.openpty()
-        env = dict(os.environ, TERM="dumb", COLUMNS="200")
+        env = dict(os.environ, TERM="dumb" if simple else "xterm", COLUMNS="200", LINES="50")
         self.proc = subprocess.Popen(
             [
                 str(IPYTHON),
-                "--simple-prompt",
+                *(["--simple-prompt"] if simple else []),
                 "--no-banner",
                 "--colors=nocolor",
                 "--HistoryManager.enabled=False",
@@ -67,6 +67,14 @@ class Terminal:
 @pytest.fixture
 def terminal():
     t = Terminal()
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def full_terminal():
+    """IPython's own prompt (prompt_toolkit), as a person gets it without --simple-prompt."""
+    t = Terminal(simple=False)
     yield t
     t.close()
 
@@ -148,3 +156,35 @@ def test_ask_is_answered_at_the_terminal(terminal: Terminal):
     terminal.type("12345")
     screen = terminal.read_until("In [4]:").replace("\r", "")
     assert "5\n" in screen and "12345" not in screen.split("Pin: ")[-1]  # typed with echo off
+
+
+def test_a_job_runs_and_ends_between_prompts_and_its_status_is_exact(full_terminal: Terminal):
+    """Issue 16.4: between prompts the loop did not run, so a job that had printed everything
+    showed `running · 0 bytes`, and its duration grew until someone looked."""
+    import re
+
+    full_terminal.read_until("In [1]:")
+    full_terminal.type("%load_ext asyncmagic")
+    full_terminal.read_until("In [2]:")
+    full_terminal.type("j = %arun --bg sh -c 'echo o''ne; sleep 0.3; echo t''wo'")
+    screen = full_terminal.read_until("[job 1] exit 0")  # at the prompt, no cell running
+    ended = re.search(r"\[job 1\] exit 0 · ([\d.]+ m?s)", screen.replace("\r", ""))
+    assert ended and "two" in screen
+    time.sleep(2)  # looking later must not change what it says
+    full_terminal.type("%ajobs")
+    table = full_terminal.read_until("In [4]:").replace("\r", "").rsplit("%ajobs", 1)[1]
+    # state, elapsed (the same as when it ended), exit status, bytes out ("one\ntwo\n")
+    assert re.search(r"\bexit\s+" + re.escape(ended.group(1)) + r"\s+0\s+8\b", table), table
+
+
+def test_a_job_ending_during_another_command_says_so_after_it(terminal: Terminal):
+    terminal.read_until("In [1]:")
+    terminal.type("%load_ext asyncmagic")
+    terminal.read_until("In [2]:")
+    terminal.type("%arun --bg -q sleep 0.2")
+    terminal.read_until("In [3]:")
+    terminal.type("%arun sh -c 'echo fi''rst; sleep 1; echo se''cond'")
+    screen = terminal.read_until("[job 1] exit 0").replace("\r", "")
+    command_output = screen.split("first", 1)[1].split("second", 1)[0]
+    assert "[job" not in command_output  # not inside the other command's output
+    assert screen.index("[job 1] exit 0") > screen.index("second")
