@@ -31,7 +31,7 @@ from .options import RunSettings
 from .output import LiveOutput
 from .process import end_all_now
 from .result import CommandError
-from .status import StatusLine, status_text
+from .status import StatusLine, redraws_in_place, status_text
 
 STATUS_EVERY = 1.0
 """Seconds between two updates of a running job's status line (the cap is 5 a second)."""
@@ -77,7 +77,7 @@ class Background:
         """Start a job of the current cell with ``launch`` and return it at once."""
         live = live_output(run)
         notebook = hasattr(self.shell, "kernel")
-        in_place = notebook and _updates_in_place(self.shell)
+        in_place = redraws_in_place()
         context = contextvars.copy_context()
         if not notebook:
             self._keep_the_loop_running_at_the_prompt()
@@ -272,15 +272,6 @@ class Background:
             return False
         request = kernel.get_parent("shell")
         return not (request or {}).get("content", {}).get("allow_stdin", False)
-
-
-def _updates_in_place(shell: Any) -> bool:
-    """True when the current cell's client redraws a display in place: notebook frontends
-    (JupyterLab, Notebook 7, VS Code, nbclient) name the cell in the execute request's
-    metadata (``cellId``); jupyter console names none, and shows only a display's first state."""
-    request = shell.kernel.get_parent("shell") or {}
-    metadata = request.get("metadata") or {}
-    return "cellId" in metadata or "cell_id" in metadata
 
 
 def _loop() -> asyncio.AbstractEventLoop:

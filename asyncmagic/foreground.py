@@ -25,7 +25,7 @@ from .output import LiveOutput
 from .process import OutputCallback, wait_or_interrupt
 from .result import CommandError, Ended, Result
 from .splitview import SplitView
-from .status import Elapsed
+from .status import ELAPSED_AFTER, Elapsed, final_status, redraws_in_place
 
 
 class Runner(Protocol):
@@ -51,7 +51,7 @@ async def run_for_cell(
     :class:`CommandError` saying "interrupted", with or without ``--no-raise``: the person
     asked everything to stop.
     """
-    indicator = Elapsed() if not run.quiet and _in_notebook() else None
+    indicator = Elapsed() if not run.quiet and redraws_in_place() else None
     live = live_output(run)
     started_at = datetime.now(timezone.utc)
     try:
@@ -79,10 +79,26 @@ async def run_for_cell(
         indicator.clear(cut)  # the error's one line says how it ended: once is enough
     elif indicator is not None:
         indicator.finish(result, cut)
+    elif _says_how_it_ended(run, result, cut):
+        ending = final_status(result) + (f" · {cut}" if cut else "")
+        print(ending, file=sys.stdout if result.ok else sys.stderr)
     result = name_the_source(result, run)
     store(result, run, namespace)
     report(result, run)
     return result
+
+
+def _says_how_it_ended(run: RunSettings, result: Result, cut: str | None) -> bool:
+    """Where no status line redraws (headless, jupyter console) a command that ran long
+    enough to show one, or whose output was cut, ends with it as a line (the notice again,
+    at the end: there is no top line to put it in); a quick one leaves nothing, and a
+    failure that raises says it in its error."""
+    return (
+        not run.quiet
+        and _in_notebook()
+        and (result.duration >= ELAPSED_AFTER or cut is not None)
+        and (result.ok or not run.raise_on_error)
+    )
 
 
 async def start_runner(launch: Launch, on_output: OutputCallback | None, flow: Flow | None) -> Runner:
@@ -125,7 +141,9 @@ def live_output(run: RunSettings) -> LiveOutput | SplitView | None:
     if run.split and _in_notebook():
         return SplitView(max_lines=run.max_lines)
     # A terminal cannot redraw two columns in place: each line as it comes, labelled.
-    return LiveOutput(max_lines=run.max_lines, label=run.label or run.split)
+    # "Everything" in a notebook stops where a browser page would freeze.
+    ceiling = run.page_limit if run.max_lines == 0 and _in_notebook() else None
+    return LiveOutput(max_lines=run.max_lines, label=run.label or run.split, ceiling=ceiling)
 
 
 def _in_notebook() -> bool:

@@ -29,6 +29,7 @@ from .flow import Flow
 from .foreground import Launch, run_for_cell
 from .jobs import Job
 from .options import RunSettings, parse, pipeline_options, plain_help, run_options, settings, split_command
+from .output import PAGE_CEILING
 from .pipeline import Pipeline, start_pipeline
 from .pipesyntax import PipelineSpec
 from .process import OutputCallback, Process, default_shell, start
@@ -83,6 +84,11 @@ class AsyncMagics(Magics):
         help="A folder where every command's whole log is kept after the kernel exits (mode 0600 "
         "files in a 0700 folder, named by date, cell or job and command); empty: a private "
         "temporary folder, removed at exit.",
+    ).tag(config=True)
+    page_limit = Int(
+        PAGE_CEILING,
+        help="Characters of one output a notebook shows with --max-lines 0 (half head, half tail): "
+        "past a few MB a browser page freezes. 0: no limit.",
     ).tag(config=True)
     capture_limit = Int(
         32_000_000,
@@ -273,6 +279,7 @@ class AsyncMagics(Magics):
             raise_on_error=self.raise_on_error,
             max_lines=self.max_display_lines,
             capture_limit=self.capture_limit or None,
+            page_limit=self.page_limit or None,
             ready_timeout=self.ready_timeout,
             log_dir=self.log_dir,
             keep=keep,

@@ -255,6 +255,8 @@ class RunSettings:
     max_lines: int = 0
     label: bool = False
     capture_limit: int | None = None
+    page_limit: int | None = None
+    """Characters a notebook shows of one output with ``--max-lines 0``; None: no limit."""
     split: bool = False
     pty: bool = False
     parallel: int = 0
@@ -302,6 +304,7 @@ def settings(
     interrupt_grace: float = INTERRUPT_GRACE,
     max_lines: int = 0,
     capture_limit: int | None = None,
+    page_limit: int | None = None,
     ready_timeout: float = 60.0,
     log_dir: str = "",
     keep: bool = False,
@@ -368,6 +371,7 @@ def settings(
         max_lines=max_lines if args.max_lines is None else args.max_lines,
         label=args.label,
         capture_limit=capture_limit,
+        page_limit=page_limit,
         split=args.split,
         pty=args.pty,
         parallel=(args.jobs or os.cpu_count() or 1) if args.parallel else 0,

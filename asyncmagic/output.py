@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-from .capture import notice
+from .capture import human_size, notice
 from .flow import Flow
 
 MIN_GAP = 0.025
@@ -32,6 +32,12 @@ MAX_BATCH = 100_000
 
 HIGH_WATER = 2_000_000
 """Characters waiting to be sent at which the reading of the command's pipes pauses..."""
+
+PAGE_CEILING = 2_000_000
+"""Characters of one output a notebook shows by default even with ``--max-lines 0``
+(``AsyncMagics.page_limit``): its head and its tail, a million each. JupyterLab renders
+a stream output whole again at each message, so seven million (a million lines of
+``seq``) froze its page for 18 s, as with ``!cmd``."""
 
 LOW_WATER = 500_000
 """...and at which it resumes (see :mod:`asyncmagic.flow`)."""
@@ -93,12 +99,15 @@ GOVERNOR = Governor()
 class HeadTail:
     """Decides what of a huge output is shown: the head now, the tail at the end.
 
-    ``max_lines`` lines in all (half head, half tail; 0 shows everything), and at most
-    ``max_chars`` characters on each side, so one endless line cannot flood the browser.
+    ``max_lines`` lines in all (half head, half tail; 0 shows everything, or with a
+    ``ceiling`` every line up to that many characters), and at most ``max_chars``
+    characters on each side, so one endless line cannot flood the browser.
     """
 
-    def __init__(self, max_lines: int, max_chars: int = 256_000) -> None:
-        self.unlimited = max_lines <= 0
+    def __init__(self, max_lines: int, max_chars: int = 256_000, ceiling: int | None = None) -> None:
+        self.unlimited = max_lines <= 0 and ceiling is None
+        if max_lines <= 0 and ceiling is not None:  # every line, up to ``ceiling`` characters
+            max_lines, max_chars = 2 * sys.maxsize, ceiling // 2
         self.head_lines = max_lines // 2
         self.tail_lines = max_lines - self.head_lines
         self.max_chars = max_chars
@@ -197,13 +206,16 @@ class LiveOutput:
         label: bool = False,
         governor: Governor = GOVERNOR,
         min_gap: float = MIN_GAP,
+        ceiling: int | None = None,
     ) -> None:
         self._labels = LineLabels(self._admit) if label else None
+        self._at_ceiling = max_lines <= 0 and ceiling is not None
+        self._ceiling = ceiling or 0
         self._context = contextvars.copy_context()
         self._streams: dict[str, TextIO] = {"stdout": sys.stdout, "stderr": sys.stderr}
         self._governor = governor
         self._min_gap = min_gap
-        self._limit = HeadTail(max_lines, max_chars)
+        self._limit = HeadTail(max_lines, max_chars, ceiling)
         self.cut: str | None = None
         """Once closed: the notice of what was not shown, if anything was cut."""
         self._pending: list[list[str]] = []  # [stream, text] in arrival order
@@ -245,7 +257,10 @@ class LiveOutput:
             tail = limit.finish()
             if limit.hidden_lines or limit.hidden_chars:
                 path = log_path() if log_path is not None else None
-                text = self.cut = notice(limit.hidden_lines, limit.hidden_chars, path)
+                text = notice(limit.hidden_lines, limit.hidden_chars, path)
+                if self._at_ceiling:
+                    text += f" (a notebook page shows at most {human_size(self._ceiling)} of one output)"
+                self.cut = text
                 last = self._pending[-1][1] if self._pending else "\n"
                 self._queue("stderr", ("" if last.endswith("\n") else "\n") + text + "\n")
             for stream, text in tail:

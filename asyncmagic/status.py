@@ -15,6 +15,22 @@ from .jobs import Job
 from .result import Result, format_seconds
 
 
+def redraws_in_place() -> bool:
+    """True when the current cell's client redraws a display in place (a status line can
+    change): notebook frontends (JupyterLab, Notebook 7, VS Code) name the cell in the
+    execute request's metadata (``cellId``). jupyter console names none and shows a display
+    once, never its updates; a headless run (``allow_stdin: false``) saves what it got,
+    where a placeholder would stay an empty output."""
+    kernel = getattr(get_ipython(), "kernel", None)
+    if kernel is None:
+        return False
+    request = kernel.get_parent("shell") or {}
+    if not request.get("content", {}).get("allow_stdin", False):
+        return False
+    metadata = request.get("metadata") or {}
+    return "cellId" in metadata or "cell_id" in metadata
+
+
 def status_text(job: Job) -> str:
     """``running · pid 4242 · 12 s``, later ``exit 0 · 3 min 4 s``."""
     result = job.result
@@ -82,8 +98,7 @@ class Elapsed:
         """Show the final status, if the running line was ever shown, and the notice of
         output not shown (``cut``) in any case: at the top, where a person starts reading."""
         self.stop()
-        took = "" if result.ended == "timeout" else f" · {format_seconds(result.duration)}"
-        status = result.describe() + took  # "timed out after 2.0 s" says how long
+        status = final_status(result)
         if cut is not None:
             self._update(f"{status} · {cut}")
         elif self._shown:
@@ -95,6 +110,12 @@ class Elapsed:
         self.stop()
         if self._shown or cut is not None:
             self._update(cut or "")
+
+
+def final_status(result: Result) -> str:
+    """``exit 0 · 3.2 s``; ``timed out after 2.0 s`` already says how long."""
+    took = "" if result.ended == "timeout" else f" · {format_seconds(result.duration)}"
+    return result.describe() + took
 
 
 def _placeholder(display_id: str) -> None:

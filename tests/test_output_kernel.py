@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 from kernel import Execution, Kernel
@@ -106,7 +107,15 @@ def test_a_100_mb_flood_stays_under_the_rate_limits_and_loses_nothing(kernel: Ke
     assert kernel.eval("_flood.log_path") == path
 
 
-def test_showing_everything_is_paced_and_pauses_the_command(kernel: Kernel, tmp_path):
+@pytest.fixture
+def no_page_limit(kernel: Kernel) -> Iterator[None]:
+    """--max-lines 0 without the notebook's page ceiling: all of it, however big."""
+    kernel.run("%config AsyncMagics.page_limit = 0")
+    yield
+    kernel.run("%config AsyncMagics.page_limit = 2000000")
+
+
+def test_showing_everything_is_paced_and_pauses_the_command(kernel: Kernel, tmp_path, no_page_limit):
     # 4 MB with --max-lines 0: all of it reaches the client, under the rate limits, and the
     # command is held back (backpressure) instead of the kernel queueing it all in memory.
     done = tmp_path / "produced"
@@ -127,7 +136,7 @@ def test_showing_everything_is_paced_and_pauses_the_command(kernel: Kernel, tmp_
     assert received > 1_000_000, received
 
 
-def test_a_paused_pipeline_still_delivers_its_last_output(kernel: Kernel):
+def test_a_paused_pipeline_still_delivers_its_last_output(kernel: Kernel, no_page_limit):
     # Long enough that the stages exit while their pipes are paused: the end of the output
     # is still in the pipes, and must be read once reading resumes (nor may a cancelled
     # wait leak an "exception was never retrieved" into the cell).
@@ -314,3 +323,25 @@ def test_durations_follow_one_rule():
 
     shown = [format_seconds(s) for s in (0.0074, 0.25, 4.24, 13.2, 184)]
     assert shown == ["7 ms", "0.2 s", "4.2 s", "13 s", "3 min 4 s"]
+
+
+def test_everything_in_a_notebook_stops_at_the_page_limit_and_says_so(kernel: Kernel):
+    """Issue 16.5: --max-lines 0 on a million lines froze JupyterLab's page for 18 s."""
+    ex = kernel.run("%arun --max-lines 0 seq 1 1000000", timeout=120)
+    shown = ex.stdout
+    assert len(shown) <= 2_000_000 + 300
+    assert shown.startswith("1\n2\n3\n") and shown.endswith("999999\n1000000\n")  # head and tail
+    assert "lines (" in ex.stderr and "(a notebook page shows at most 2.0 MB of one output)" in ex.stderr
+    log = ex.stderr.split("full output: ", 1)[1].split(" ", 1)[0]
+    with open(log) as f:
+        assert sum(1 for _ in f) == 1_000_000  # every line in the log it names
+
+
+def test_a_quick_command_leaves_no_placeholder_where_nothing_redraws(kernel: Kernel):
+    """Issue 16.10: an empty display_data was saved for every quick command (headless) and
+    printed a blank line (jupyter console)."""
+    for options in ({"allow_stdin": False}, {"in_a_notebook": False}):
+        ex = kernel.run("%arun echo quick", **options)
+        assert ex.of_type("display_data") == [] and ex.stdout == "quick\n"
+    lab = kernel.run("%arun echo quick")  # JupyterLab: the line that shows the elapsed time later
+    assert len(lab.of_type("display_data")) == 1

@@ -182,3 +182,18 @@ def test_the_stop_button_while_a_box_is_open_ends_the_command(lab, page, marker)
     box.press("Enter")
     nb.wait_done(2)
     expect(cell.locator(STDOUT).last).to_contain_text("got fresh")
+
+
+def test_everything_of_a_million_lines_stops_at_the_page_limit(lab, page):
+    """Issue 16.5: --max-lines 0 on a million lines froze the page (18 s of script lag)."""
+    nb = Notebook(
+        page, lab.notebook("huge.ipynb", LOAD, "%arun --max-lines 0 seq 1 1000000", "print('still here')")
+    )
+    nb.run_and_wait(0)
+    cell = nb.run_and_wait(1, timeout=180_000)
+    top = cell.locator(".jp-OutputArea-output").first
+    expect(top).to_contain_text("(a notebook page shows at most 2.0 MB of one output)")
+    shown = page.evaluate("(el) => el.innerText.length", cell.locator(".jp-OutputArea").element_handle())
+    assert shown < 2_100_000
+    later = nb.run_and_wait(2)  # the page still answers
+    expect(later.locator(STDOUT)).to_have_text("still here")
