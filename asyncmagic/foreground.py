@@ -25,7 +25,7 @@ from .output import LiveOutput
 from .process import OutputCallback, wait_or_interrupt
 from .result import CommandError, Ended, Result
 from .splitview import SplitView
-from .status import ELAPSED_AFTER, Elapsed, final_status, redraws_in_place
+from .status import ELAPSED_AFTER, Elapsed, client_kind, final_status, redraws_in_place
 
 
 class Runner(Protocol):
@@ -138,9 +138,10 @@ def live_output(run: RunSettings) -> LiveOutput | SplitView | None:
     """Where a run's output is shown, as its options say; None for ``--quiet``."""
     if run.quiet:
         return None
-    if run.split and _in_notebook():
+    if run.split and client_kind() in ("notebook", "headless"):  # who redraws it, or keeps its last state
         return SplitView(max_lines=run.max_lines)
-    # A terminal cannot redraw two columns in place: each line as it comes, labelled.
+    # A terminal (or jupyter console) cannot redraw two columns in place: each line as it
+    # comes, labelled.
     # "Everything" in a notebook stops where a browser page would freeze.
     ceiling = run.page_limit if run.max_lines == 0 and _in_notebook() else None
     return LiveOutput(max_lines=run.max_lines, label=run.label or run.split, ceiling=ceiling)

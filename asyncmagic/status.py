@@ -7,6 +7,7 @@ import contextvars
 import html
 import time
 from collections.abc import Iterable
+from typing import Literal
 
 from IPython import get_ipython
 from IPython.display import DisplayHandle, display
@@ -14,21 +15,28 @@ from IPython.display import DisplayHandle, display
 from .jobs import Job
 from .result import Result, format_seconds
 
+Client = Literal["terminal", "notebook", "console", "headless"]
 
-def redraws_in_place() -> bool:
-    """True when the current cell's client redraws a display in place (a status line can
-    change): notebook frontends (JupyterLab, Notebook 7, VS Code) name the cell in the
-    execute request's metadata (``cellId``). jupyter console names none and shows a display
-    once, never its updates; a headless run (``allow_stdin: false``) saves what it got,
-    where a placeholder would stay an empty output."""
+
+def client_kind() -> Client:
+    """Who shows the current cell's output, from its execute request: a notebook frontend
+    (JupyterLab, Notebook 7, VS Code) names the cell in the metadata (``cellId``) and
+    redraws displays in place; a headless run (nbclient, papermill, ``jupyter execute``)
+    says ``allow_stdin: false`` and saves what it got; jupyter console does neither and
+    shows a display once, never its updates. No kernel: terminal IPython."""
     kernel = getattr(get_ipython(), "kernel", None)
     if kernel is None:
-        return False
+        return "terminal"
     request = kernel.get_parent("shell") or {}
     if not request.get("content", {}).get("allow_stdin", False):
-        return False
+        return "headless"
     metadata = request.get("metadata") or {}
-    return "cellId" in metadata or "cell_id" in metadata
+    return "notebook" if "cellId" in metadata or "cell_id" in metadata else "console"
+
+
+def redraws_in_place() -> bool:
+    """True when a status line can change where it stands (a notebook frontend)."""
+    return client_kind() == "notebook"
 
 
 def status_text(job: Job) -> str:
