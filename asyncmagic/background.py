@@ -88,16 +88,20 @@ class Background:
                 if live is not None:
                     live(stream, text)
 
-            # The status line goes first, above any output, so it never splits the output.
-            handle = display(StatusLine(status_text(job)), display_id=True) if notebook else None
+            # The status line goes first, above any output, so it never splits the output;
+            # where displays are shown once (jupyter console), only once it says something true.
+            handle = display(StatusLine(status_text(job)), display_id=True) if in_place else None
             try:
                 runner = await start_runner(launch, on_output, getattr(live, "flow", None))
             except BaseException:
                 if handle is not None:
                     handle.update(StatusLine(f"[job {job.id}] failed to start"))
                 raise
-            if handle is not None:  # still within its cell, so even a headless run keeps it
-                handle.update(StatusLine(f"[job {job.id}] started · pid {runner.pid}"))
+            started = StatusLine(f"[job {job.id}] started · pid {runner.pid}")
+            if handle is not None:
+                handle.update(started)
+            elif notebook:  # still within its cell, so even a headless run keeps it
+                handle = display(started, display_id=True)
             job.follower = asyncio.ensure_future(
                 self._follow(job, runner, run, namespace, live, handle, in_place=in_place)
             )

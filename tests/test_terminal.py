@@ -188,3 +188,45 @@ def test_a_job_ending_during_another_command_says_so_after_it(terminal: Terminal
     command_output = screen.split("first", 1)[1].split("second", 1)[0]
     assert "[job" not in command_output  # not inside the other command's output
     assert screen.index("[job 1] exit 0") > screen.index("second")
+
+
+class Console(Terminal):
+    """jupyter console (a real ipykernel behind it), typed into as a person does."""
+
+    def __init__(self) -> None:
+        self.master, slave = pty.openpty()
+        env = dict(os.environ, TERM="dumb", COLUMNS="200")
+        self.proc = subprocess.Popen(
+            [str(IPYTHON.with_name("jupyter-console")), "--simple-prompt", "--kernel=python3"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_controlling_terminal,
+        )
+        os.close(slave)
+        self.screen = ""
+
+
+@pytest.fixture
+def console():
+    c = Console()
+    yield c
+    c.close()
+
+
+def test_split_and_a_job_read_right_in_jupyter_console(console: Console):
+    """Issue 16.2 and 16.4: --split came out as two empty headings, a job kept `[job 1]
+    starting` forever (jupyter console shows a display once, never its updates)."""
+    console.read_until("In [1]:", timeout=60)
+    console.type("%load_ext asyncmagic")
+    console.read_until("In [2]:")
+    console.type("%arun --split sh -c 'echo o''ut; echo e''rr >&2'")
+    screen = console.read_until("In [3]:").replace("\r", "")
+    assert "[out] out" in screen and "[err] err" in screen
+    console.type("j = %arun --bg -q sh -c 'sleep 0.3; exit 3'")
+    console.read_until("In [4]:")
+    console.type("import asyncio; await asyncio.sleep(1)")  # the job ends meanwhile; its end is printed
+    screen = console.read_until("In [5]:").replace("\r", "")
+    assert "[job 1] started · pid " in screen and "[job 1] exit 3" in screen
