@@ -128,3 +128,12 @@ def test_output_fit_for_a_notebook(outputs):
     assert "[4 python3 --version] Python 3." in parallel and "] two\n" in parallel
     assert "4 commands, 0 failed" in parallel
     assert output_of(outputs, "[(r.command").count(", 0)") == 4
+
+
+def test_long_running_work(outputs):
+    served = output_of(outputs, "srv = %arun --bg -q --ready")
+    assert served.startswith("[job ") and served.endswith("the server answered 200\n")
+    tail = output_of(outputs, "%ajobs tail -n 1")
+    assert '"GET / HTTP/1.1" 200' in tail and tail.endswith("'killed'\n")
+    kept = output_of(outputs, "%arun --keep cd /usr")
+    assert kept.startswith("hello from /usr\ndirectory: /usr\n") and "GREETING='hello'" in kept
