@@ -25,8 +25,6 @@ _MAGIC = re.compile(r"^\s*(?:[A-Za-z_]\w*\s*=\s*)?%{1,2}(arun|apipe|ajobs)\b(.*)
 VARIABLE_OPTIONS = {"--stdin", "-r", "--result", "-o", "--out", "-e", "--err"}
 """Options whose value is the name of a variable."""
 
-AJOBS_ACTIONS = ("list", "kill", "wait", "clear")
-
 
 def matcher_for(magics: Any) -> Callable[[CompletionContext], SimpleMatcherResult]:
     """The matcher of one :class:`~asyncmagic.magics.AsyncMagics`, for ``custom_matchers``."""
@@ -71,14 +69,26 @@ def _completions(magics: Any, line: str, token: str) -> list[str] | None:
 
 
 def _ajobs(magics: Any, words: list[str], token: str) -> list[str]:
+    parser: argparse.ArgumentParser = magics.ajobs.parser
     if token.startswith("-"):
-        return _starting(token, magics.ajobs.parser._option_string_actions)
-    positional = [w for w in words if not w.startswith("-")]
+        return _starting(token, parser._option_string_actions)
+    positional, expect_value = [], False
+    for word in words:
+        if expect_value:
+            expect_value = False
+        elif word.startswith("-"):
+            action = parser._option_string_actions.get(word)
+            expect_value = action is not None and action.nargs != 0
+        else:
+            positional.append(word)
+    if expect_value:
+        return []  # an option's value (-n N)
     if not positional:
-        return _starting(token, AJOBS_ACTIONS)
-    if positional[0] in ("kill", "wait") and len(positional) == 1:
-        jobs = magics.background.jobs
-        return _starting(token, [*(str(job.id) for job in jobs), "all"])
+        actions = next(a.choices for a in parser._actions if a.dest == "action")
+        return _starting(token, actions)
+    if positional[0] not in ("list", "clear") and len(positional) == 1:
+        ids = [str(job.id) for job in magics.background.jobs]
+        return _starting(token, [*ids, "all"] if positional[0] in ("kill", "wait") else ids)
     return []
 
 

@@ -378,6 +378,10 @@ class Process:
                     self._ask_error = str(exc)
                     self._begin_stop("killed", None)
                     return
+                except Exception as exc:  # asking broke: the command must not wait on, unowned
+                    self._ask_error = f"asked {prompt.text.strip()!r}, and asking failed: {exc!r}"
+                    self._begin_stop("killed", None)
+                    return
             terminal.answer(answer, echoed=not echo_off(terminal.master))
             pump.partial_line = ""  # the answer's Enter ended that line (its echo is left out)
             pause = ASK_FIRST_PAUSE

@@ -185,6 +185,14 @@ class Kernel:
         self.manager.shutdown_kernel(now=False)
 
 
+def usage_error(ex: Execution) -> str:
+    """The message of the one-line UsageError a cell printed (IPython prints it on stderr
+    and raises nothing)."""
+    assert ex.error is None and ex.stderr.startswith("UsageError: "), ex.streams
+    assert ex.stderr.count("\n") == 1, ex.stderr
+    return ex.stderr[len("UsageError: ") :].rstrip("\n")
+
+
 def processes_with(marker: str) -> list[int]:
     """Pids of live (non-zombie) processes whose command line contains ``marker``."""
     found = []

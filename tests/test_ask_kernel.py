@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kernel import Execution, Kernel, none_left, processes_with
+from kernel import Execution, Kernel, none_left, processes_with, usage_error
 
 pytestmark = pytest.mark.kernel
 
@@ -173,5 +173,4 @@ def test_a_prompt_like_line_that_is_not_read_is_not_asked(kernel: Kernel, tmp_pa
     ],
 )
 def test_bad_ask_lines_are_one_line(kernel: Kernel, line: str, message: str):
-    ex = kernel.execute(line)
-    assert ex.stderr.startswith("UsageError: ") and message in ex.stderr and ex.stderr.count("\n") == 1
+    assert message in usage_error(kernel.execute(line))

@@ -33,6 +33,9 @@ def k(kernel: Kernel) -> Kernel:
         ("%apipe --dr", ["--dry-run"]),
         ("%ajobs k", ["kill"]),
         ("%ajobs --re", ["--replay"]),
+        ("%arun --rea", ["--ready", "--ready-timeout"]),
+        ("%arun --as", ["--ask"]),
+        ("%arun --ke", ["--keep"]),
     ],
 )
 def test_options_and_actions_complete(k: Kernel, code: str, expected: list[str]):
@@ -49,8 +52,9 @@ def test_only_options_after_dashes(k: Kernel):
 
 def test_job_ids_and_variables_and_python_stages(k: Kernel):
     job_id = str(k.eval("_cj.id"))
-    assert set(complete(k, "%ajobs ")) == {"list", "kill", "wait", "clear"}
+    assert set(complete(k, "%ajobs ")) == {"list", "kill", "wait", "clear", "show", "tail", "attach"}
     assert job_id in complete(k, "%ajobs kill ") and "all" in complete(k, "%ajobs wait ")
+    assert complete(k, "%ajobs attach ") == [job_id] == complete(k, "%ajobs tail -n 5 ")  # one job, not all
     assert complete(k, "%arun --stdin completion_n") == ["completion_nums"]
     assert complete(k, "%apipe echo hi | py:completion_u") == ["completion_upper"]  # after "py:"
 

@@ -283,3 +283,29 @@ def test_a_paused_flow_holds_the_command_back_until_resumed():
         assert len(result.stdout) == 999 + 1_000_000
 
     arun(main())
+
+
+def test_an_ask_that_breaks_ends_the_command_with_its_error():
+    async def broken(prompt):
+        raise RuntimeError("the channel is gone")
+
+    async def main():
+        return await run("read -p 'Name: ' n; echo never", ask=broken, timeout=30)
+
+    result = arun(main())
+    assert not result.ok and result.ended == "killed"
+    assert result.error == "asked 'Name:', and asking failed: RuntimeError('the channel is gone')"
+    assert "never" not in result.stdout
+
+
+def test_ask_with_given_lines_needs_no_one_until_they_run_out():
+    from asyncmagic.prompts import NoAnswer
+
+    async def nobody(prompt):
+        raise NoAnswer(f"asked {prompt.text.strip()!r}")
+
+    async def main():
+        return await run("read -p 'A: ' a; read -p 'B: ' b; echo \"$a+$b\"", ask=nobody, input="x\ny\n")
+
+    result = arun(main())
+    assert result.ok and result.stdout == "A: B: x+y\n"  # the answers' echo is left out

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kernel import Kernel, none_left, processes_with, sleeping
+from kernel import Kernel, none_left, processes_with, sleeping, usage_error
 
 pytestmark = pytest.mark.kernel
 
@@ -148,8 +148,7 @@ def test_job_ready_is_a_coroutine_too(kernel: Kernel, marker: str):
 def test_bad_readiness_is_one_line_and_starts_nothing(
     kernel: Kernel, marker: str, options: str, message: str
 ):
-    ex = kernel.execute(f"%arun {options} sleep {marker}")
-    assert ex.stderr.startswith(f"UsageError: {message}") and ex.stderr.count("\n") == 1
+    assert usage_error(kernel.execute(f"%arun {options} sleep {marker}")).startswith(message)
     assert not processes_with(marker)
 
 
@@ -313,8 +312,7 @@ def test_show_prints_head_and_tail_and_the_log_with_everything(kernel: Kernel):
     ],
 )
 def test_bad_ajobs_lines_are_one_line(kernel: Kernel, line: str, message: str):
-    ex = kernel.execute(f"%ajobs {line}")
-    assert ex.stderr.startswith(f"UsageError: {message}") and ex.stderr.count("\n") == 1, ex.stderr
+    assert usage_error(kernel.execute(f"%ajobs {line}")).startswith(message)
 
 
 # -- --keep and %ashell --------------------------------------------------------------------
@@ -404,5 +402,4 @@ def test_keep_shell_state_makes_keep_the_default_of_foreground_runs(own: Kernel,
     ],
 )
 def test_bad_keep_lines_are_one_line(kernel: Kernel, line: str, message: str):
-    ex = kernel.execute(line)
-    assert ex.stderr.startswith("UsageError: ") and message in ex.stderr and ex.stderr.count("\n") == 1
+    assert message in usage_error(kernel.execute(line))

@@ -22,18 +22,19 @@ def _controlling_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+IPYTHON_ARGS = ["--no-banner", "--colors=nocolor", "--HistoryManager.enabled=False"]
+
+
 class Terminal:
-    def __init__(self, simple: bool = True) -> None:
+    """A program under a pseudo-terminal of its own: terminal IPython by default."""
+
+    def __init__(self, simple: bool = True, argv: list[str] | None = None) -> None:
         self.master, slave = pty.openpty()
         env = dict(os.environ, TERM="dumb" if simple else "xterm", COLUMNS="200", LINES="50")
+        if argv is None:
+            argv = [str(IPYTHON), *(["--simple-prompt"] if simple else []), *IPYTHON_ARGS]
         self.proc = subprocess.Popen(
-            [
-                str(IPYTHON),
-                *(["--simple-prompt"] if simple else []),
-                "--no-banner",
-                "--colors=nocolor",
-                "--HistoryManager.enabled=False",
-            ],
+            argv,
             stdin=slave,
             stdout=slave,
             stderr=slave,
@@ -190,33 +191,15 @@ def test_a_job_ending_during_another_command_says_so_after_it(terminal: Terminal
     assert screen.index("[job 1] exit 0") > screen.index("second")
 
 
-class Console(Terminal):
-    """jupyter console (a real ipykernel behind it), typed into as a person does."""
-
-    def __init__(self) -> None:
-        self.master, slave = pty.openpty()
-        env = dict(os.environ, TERM="dumb", COLUMNS="200")
-        self.proc = subprocess.Popen(
-            [str(IPYTHON.with_name("jupyter-console")), "--simple-prompt", "--kernel=python3"],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_controlling_terminal,
-        )
-        os.close(slave)
-        self.screen = ""
-
-
 @pytest.fixture
 def console():
-    c = Console()
+    """jupyter console (a real ipykernel behind it), typed into as a person does."""
+    c = Terminal(argv=[str(IPYTHON.with_name("jupyter-console")), "--simple-prompt", "--kernel=python3"])
     yield c
     c.close()
 
 
-def test_split_and_a_job_read_right_in_jupyter_console(console: Console):
+def test_split_and_a_job_read_right_in_jupyter_console(console: Terminal):
     """Issue 16.2 and 16.4: --split came out as two empty headings, a job kept `[job 1]
     starting` forever (jupyter console shows a display once, never its updates)."""
     console.read_until("In [1]:", timeout=60)
