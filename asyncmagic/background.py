@@ -31,7 +31,7 @@ from .options import RunSettings
 from .output import LiveOutput
 from .process import end_all_now
 from .result import CommandError
-from .status import StatusLine, redraws_in_place, status_text
+from .status import StatusLine, client_kind, redraws_in_place, status_text
 
 STATUS_EVERY = 1.0
 """Seconds between two updates of a running job's status line (the cap is 5 a second)."""
@@ -225,13 +225,12 @@ class Background:
     async def attach(self, job: Job, lines: int, max_lines: int) -> None:
         """Follow the job in the current cell: its last ``lines`` lines, then its live output
         and status line, until it ends. Interrupting stops the watching, never the job."""
-        notebook = hasattr(self.shell, "kernel")
         try:
             await job.process()
         except Exception:
             print(status_text(job), file=sys.stderr)
             return
-        handle = display(StatusLine(status_text(job)), display_id=True) if notebook else None
+        handle = display(StatusLine(status_text(job)), display_id=True) if redraws_in_place() else None
         live = LiveOutput(max_lines=max_lines)
         for stream, text in job.transcript.last_lines(lines):
             live(stream, text)
@@ -269,13 +268,9 @@ class Background:
             raise CommandError(result if run is None else name_the_source(result, run))
 
     def _drops_late_output(self) -> bool:
-        """True when the client of the current cell runs headless: its execute request said
-        ``allow_stdin: false``. A terminal (no kernel) printed the late output itself."""
-        kernel = getattr(self.shell, "kernel", None)
-        if kernel is None:
-            return False
-        request = kernel.get_parent("shell")
-        return not (request or {}).get("content", {}).get("allow_stdin", False)
+        """True when the client of the current cell runs headless (its execute request said
+        ``allow_stdin: false``). A terminal printed the late output itself."""
+        return client_kind() == "headless"
 
 
 def _loop() -> asyncio.AbstractEventLoop:

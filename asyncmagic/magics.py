@@ -242,13 +242,13 @@ class AsyncMagics(Magics):
             results = await parallel.run_for_cell(
                 command,
                 run,
-                lambda line: self._command_launcher(line, run.kept(self._cell(), line)),
+                lambda line: self._command_launcher(line, run.logged_as(self._cell(), line)),
                 namespace,
             )
             return results if value else None
         if run.keep:
             return await self._arun_kept(command, run, value=value)
-        launch = self._command_launcher(command, run.kept(self._cell(), command))
+        launch = self._command_launcher(command, run.logged_as(self._cell(), command))
         result = await run_for_cell(launch, run, namespace, command=command)
         return result if value else None
 
@@ -259,14 +259,14 @@ class AsyncMagics(Magics):
             print(f"--keep: {state.cwd} is gone; starting in {os.getcwd()}", file=sys.stderr)
             self.kept_shell.state = replace(state, cwd=os.getcwd())
         with self.kept_shell.carried(run.env, run.cwd) as (env, cwd):
-            run = replace(run, env=env, cwd=cwd).kept(self._cell(), command)
+            run = replace(run, env=env, cwd=cwd).logged_as(self._cell(), command)
             result = await run_for_cell(
                 self._command_launcher(command, run), run, self.shell.user_ns, command=command
             )
         return result if value else None
 
     def _start_job(self, command: str, run: RunSettings) -> Job:
-        launch = self._command_launcher(command, run.kept(f"job{self.background.jobs.next_id}", command))
+        launch = self._command_launcher(command, run.logged_as(f"job{self.background.jobs.next_id}", command))
         return self.background.start(command, launch, run, self.shell.user_ns)
 
     def _settings(self, args: Any, keep: bool = False, ask: bool = False) -> RunSettings:
@@ -372,13 +372,13 @@ class AsyncMagics(Magics):
 
     async def _apipe(self, spec: PipelineSpec, run: RunSettings, *, value: bool) -> Any:
         command = " | ".join(map(str, spec.stages))
-        launch = _pipeline_launcher(spec, run.kept(self._cell(), command))
+        launch = _pipeline_launcher(spec, run.logged_as(self._cell(), command))
         result = await run_for_cell(launch, run, self.shell.user_ns, command=command)
         return result if value else None
 
     def _start_pipeline_job(self, spec: PipelineSpec, run: RunSettings) -> Job:
         command = " | ".join(str(stage) for stage in spec.stages)
-        launch = _pipeline_launcher(spec, run.kept(f"job{self.background.jobs.next_id}", command))
+        launch = _pipeline_launcher(spec, run.logged_as(f"job{self.background.jobs.next_id}", command))
         return self.background.start(command, launch, run, self.shell.user_ns)
 
     # -- %ajobs --------------------------------------------------------------------------

@@ -272,9 +272,9 @@ class RunSettings:
     log_dir: str | None = None
     """The checked folder of kept logs (``AsyncMagics.log_dir``), None for the private one."""
     keep_log: KeptLog | None = None
-    """This run's kept log, once named by :meth:`kept`."""
+    """This run's kept log, once named by :meth:`logged_as`."""
 
-    def kept(self, who: str, command: str) -> RunSettings:
+    def logged_as(self, who: str, command: str) -> RunSettings:
         """These settings with the kept log of one run named (``job3``, ``cell12``), if logs are kept."""
         if self.log_dir is None:
             return self
