@@ -77,6 +77,8 @@ class _Pump(asyncio.SubprocessProtocol):
         self.eof = {fd: loop.create_future() for fd in pipes}
         self.exited = loop.create_future()
         self.stdin_lost = False
+        self.watches_prompts = False
+        """Set for ``ask``: then the pump counts the pieces of output and keeps the last line."""
         self.partial_line = ""
         """The output after the last newline (a prompt), for ``ask``."""
         self.received = 0
@@ -116,9 +118,12 @@ class _Pump(asyncio.SubprocessProtocol):
     def _emit(self, fd: int, text: str) -> None:
         if not text:
             return
-        self.received += 1
-        newline = text.rfind("\n")
-        self.partial_line = (self.partial_line + text if newline < 0 else text[newline + 1 :])[-500:]
+        if self.watches_prompts:
+            self.received += 1
+            newline = text.rfind("\n")
+            self.partial_line = (self.partial_line + text[-500:] if newline < 0 else text[newline + 1 :])[
+                -500:
+            ]
         self.captured[fd].append(text)
         if self._on_output is not None:
             self._on_output(_STREAM_NAMES[fd], text)
@@ -544,6 +549,7 @@ async def start(
         out_arg = err_arg = terminal.slave
     if ask is not None:
         stdin_arg = terminal.slave
+        pump.watches_prompts = True
     token = watchdog.expect_spawn()
     started_at = _now()
     sigint = _SigintDefault()
