@@ -51,9 +51,13 @@ def test_progress_bar_sends_few_frames_and_ends_with_the_last(kernel: Kernel):
     )
     ex = kernel.run(f"%%arun\n{PY} - <<'EOF'\n{script}EOF")
     streams = ex.of_type("stream")
-    assert len(streams) <= 25, len(streams)
+    # At most one frame per PROGRESS_GAP (0.1 s), however long the loop takes on a loaded
+    # machine: a fixed 25 failed once in a run where the 1000 sleeps took longer.
+    times = [t for t, m in ex.messages if m["msg_type"] == "stream"]
+    allowed = (times[-1] - times[0]) / 0.1 + 3
+    assert len(streams) <= allowed and len(streams) < 200, (len(streams), allowed)
     assert rendered(ex.stdout) == "1000/1000\n"
-    assert ex.stdout.count("\r") < 30
+    assert ex.stdout.count("\r") <= allowed
 
 
 def test_ansi_colour_passes_through(kernel: Kernel):
