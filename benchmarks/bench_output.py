@@ -33,7 +33,7 @@ SEED_COMMANDS = [
 ]
 
 PEAK_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024"
-CLEAN_LOGS = "import shutil, asyncmagic.capture\nshutil.rmtree(asyncmagic.capture.log_dir())"
+CLEAN_LOGS = "import shutil, asyncmagic.engine.capture\nshutil.rmtree(asyncmagic.engine.capture.log_dir())"
 """Each 1 GB run leaves a 1 GB log file until the kernel exits; removed between runs so that
 every run writes to a disk in the same state."""
 RESET_PEAK = "open('/proc/self/clear_refs', 'w').write('5')"

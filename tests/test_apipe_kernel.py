@@ -114,11 +114,19 @@ def test_timeout_and_interrupt_end_all_stages(kernel: Kernel, marker: str):
     ],
 )
 def test_bad_pipelines_are_usage_errors_and_start_nothing(kernel: Kernel, line: str, message: str):
-    before = set(kernel.eval("[p.pid for p in __import__('asyncmagic.process').process.live_processes()]"))
+    before = set(
+        kernel.eval(
+            "[p.pid for p in __import__('asyncmagic.engine.process').engine.process.live_processes()]"
+        )
+    )
     ex = kernel.execute(line)
     assert "UsageError" in ex.stderr and message in ex.stderr
     assert (
-        set(kernel.eval("[p.pid for p in __import__('asyncmagic.process').process.live_processes()]"))
+        set(
+            kernel.eval(
+                "[p.pid for p in __import__('asyncmagic.engine.process').engine.process.live_processes()]"
+            )
+        )
         <= before
     )
 
@@ -132,7 +140,7 @@ def test_no_fd_leak_after_300_pipelines(kernel: Kernel):
     kernel.run("%apipe -q echo warm | cat")
     fds, zombies = kernel.stable_fd_count(), kernel.zombies()
     ex = kernel.run(
-        "import asyncmagic.awaiting as _aw\n"
+        "import asyncmagic.kernel.awaiting as _aw\n"
         "def _same(lines):\n    return lines\n"
         "for _i in range(300):\n"
         "    await _aw.line('apipe', '-q echo x | py:_same | cat')\n"

@@ -123,7 +123,7 @@ def test_interrupt_grace_is_an_option(kernel: Kernel, marker, tmp_path):
 def test_each_magic_documents_exactly_its_own_options():
     """Issue 16.9: %apipe? listed options it rejects; %arun? showed reST markers and called
     --parallel "%arun only"."""
-    from asyncmagic.magics import AsyncMagics
+    from asyncmagic.kernel.magics import AsyncMagics
 
     arun, apipe = AsyncMagics.arun.__doc__, AsyncMagics.apipe.__doc__
     assert "::" not in arun and "::" not in apipe
@@ -322,7 +322,7 @@ def test_many_runs_leave_no_fds_or_zombies(kernel: Kernel):
     fds = kernel.stable_fd_count()
     zombies = kernel.zombies()
     ex = kernel.run(
-        "import asyncmagic.awaiting as _aw\n"
+        "import asyncmagic.kernel.awaiting as _aw\n"
         "for _i in range(500):\n"
         "    await _aw.line('arun', '-q -i x cat')\n"
         "print('ran', _i + 1)"

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from asyncmagic.capture import Capture, notice
-from asyncmagic.output import HeadTail
+from asyncmagic.display.output import HeadTail
+from asyncmagic.engine.capture import Capture, notice
 
 
 def chunked(text: str, rng: random.Random) -> list[str]:

@@ -16,9 +16,9 @@ import pytest
 from kernel import none_left, processes_with, sleeping
 
 import asyncmagic
-from asyncmagic import capture
-from asyncmagic.pipeline import Command, PyStage, run_pipeline, start_pipeline
-from asyncmagic.process import end_all_now, live_processes
+from asyncmagic.engine import capture
+from asyncmagic.engine.pipeline import Command, PyStage, run_pipeline, start_pipeline
+from asyncmagic.engine.process import end_all_now, live_processes
 
 BOUND = 10.0
 """Seconds any stop path may take here (grace 2 s + SIGKILL + a loaded 2-core machine)."""
@@ -317,7 +317,7 @@ def test_the_watchdog_sees_a_killed_owner_while_a_forked_child_lives(marker):
 
 UNREGISTERED = """
 import os, subprocess, sys, time
-from asyncmagic import watchdog
+from asyncmagic.engine import watchdog
 token = watchdog.expect_spawn()
 child = subprocess.Popen(
     ["sleep", "{marker}"], start_new_session=True, env={{**os.environ, watchdog.SPAWN_VARIABLE: token}}

@@ -323,7 +323,7 @@ def test_a_failing_python_stage_shows_the_users_line(kernel: Kernel):
 
 
 def test_durations_follow_one_rule():
-    from asyncmagic.result import format_seconds
+    from asyncmagic.engine.result import format_seconds
 
     shown = [format_seconds(s) for s in (0.0074, 0.25, 4.24, 13.2, 184)]
     assert shown == ["7 ms", "0.2 s", "4.2 s", "13 s", "3 min 4 s"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from kernel import processes_with, sleeping
 
-from asyncmagic.pipeline import Command, PyStage, run_pipeline, start_pipeline
-from asyncmagic.pipesyntax import PipeSyntaxError, check_commands, parse
+from asyncmagic.engine.pipeline import Command, PyStage, run_pipeline, start_pipeline
+from asyncmagic.kernel.pipesyntax import PipeSyntaxError, check_commands, parse
 
 
 def C(*argv: str) -> Command:

@@ -665,7 +665,7 @@ async def _lines_of(reader: asyncio.StreamReader | None) -> AsyncIterator[str]:
         yield _strip(partial)
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def failure_text(error: BaseException) -> str:

@@ -24,12 +24,12 @@ from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.display import DisplayHandle, display
 
+from ..display.output import LineLabels
+from ..display.status import StatusLine
+from ..engine.process import wait_or_interrupt
+from ..engine.result import CommandError, Result, format_seconds
 from .foreground import Launch, interrupted, live_output, name_the_source, start_runner
 from .options import RunSettings
-from .output import LineLabels
-from .process import wait_or_interrupt
-from .result import CommandError, Result, format_seconds
-from .status import StatusLine
 
 LABEL_WIDTH = 30
 """Characters of a line's distinctive part shown in its output labels."""

@@ -21,22 +21,22 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Bool, Float, Int, TraitError, Unicode, validate
 
+from ..display.output import PAGE_CEILING
+from ..display.status import JobsView, status_text
+from ..engine.capture import prepare_log_dir
+from ..engine.flow import Flow
+from ..engine.jobs import Job
+from ..engine.pipeline import Pipeline, start_pipeline
+from ..engine.process import OutputCallback, Process, default_shell, start
+from ..engine.result import CommandError
+from ..engine.shellstate import KeptShell, describe_state
+from ..engine.stopping import INTERRUPT_GRACE
 from . import awaiting, parallel, pipesyntax
 from .asking import asker
 from .background import Background
-from .capture import prepare_log_dir
-from .flow import Flow
 from .foreground import Launch, run_for_cell
-from .jobs import Job
 from .options import RunSettings, parse, pipeline_options, plain_help, run_options, settings, split_command
-from .output import PAGE_CEILING
-from .pipeline import Pipeline, start_pipeline
 from .pipesyntax import PipelineSpec
-from .process import OutputCallback, Process, default_shell, start
-from .result import CommandError
-from .shellstate import KeptShell, describe_state
-from .status import JobsView, status_text
-from .stopping import INTERRUPT_GRACE
 
 _NOT_FOR_PIPELINES = {
     "--interactive": "a pipeline's stdin is its first stage's input",
@@ -511,7 +511,3 @@ def _ready_needs_the_loop(run: RunSettings) -> None:
             "--ready needs the kernel's event loop, which this call blocks: "
             "run it at the top level of a cell (with %autoawait on), or await job.ready()"
         )
-
-
-awaiting.AWAITABLE_MAGICS["cell"].add("arun")
-awaiting.AWAITABLE_MAGICS["line"].update({"arun", "ajobs", "apipe"})

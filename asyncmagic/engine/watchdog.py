@@ -71,7 +71,12 @@ def _send(line: str) -> None:
     with _lock:
         if _pipe is None or (_proc is not None and _proc.poll() is not None):
             _proc = subprocess.Popen(
-                [sys.executable, "-c", "from asyncmagic.watchdog import main; main()", str(os.getpid())],
+                [
+                    sys.executable,
+                    "-c",
+                    "from asyncmagic.engine.watchdog import main; main()",
+                    str(os.getpid()),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,  # the kernel's interrupts and shutdown kills miss it

@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, argument_group
 
-from .capture import KeptLog, log_stem, prepare_log_dir
-from .readiness import Readiness, parse_readiness
-from .stdin import InputSource, check_source
-from .stopping import INTERRUPT_GRACE
+from ..engine.capture import KeptLog, log_stem, prepare_log_dir
+from ..engine.readiness import Readiness, parse_readiness
+from ..engine.stdin import InputSource, check_source
+from ..engine.stopping import INTERRUPT_GRACE
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -22,7 +22,7 @@ import sys
 import termios
 from typing import Any
 
-from .prompts import Ask, NoAnswer, Prompt
+from ..engine.prompts import Ask, NoAnswer, Prompt
 
 POLL_EVERY = 0.02
 """Seconds between two looks at the stdin channel for the reply."""

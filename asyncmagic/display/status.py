@@ -12,8 +12,8 @@ from typing import Literal
 from IPython import get_ipython
 from IPython.display import DisplayHandle, display
 
-from .jobs import Job
-from .result import Result, format_seconds
+from ..engine.jobs import Job
+from ..engine.result import Result, format_seconds
 
 Client = Literal["terminal", "notebook", "console", "headless"]
 

@@ -19,13 +19,13 @@ from typing import Any, Protocol
 from IPython import get_ipython
 from IPython.core.error import UsageError
 
-from .flow import Flow
+from ..display.output import LiveOutput
+from ..display.splitview import SplitView
+from ..display.status import ELAPSED_AFTER, Elapsed, client_kind, final_status, redraws_in_place
+from ..engine.flow import Flow
+from ..engine.process import OutputCallback, wait_or_interrupt
+from ..engine.result import CommandError, Ended, Result
 from .options import RunSettings
-from .output import LiveOutput
-from .process import OutputCallback, wait_or_interrupt
-from .result import CommandError, Ended, Result
-from .splitview import SplitView
-from .status import ELAPSED_AFTER, Elapsed, client_kind, final_status, redraws_in_place
 
 
 class Runner(Protocol):

@@ -25,7 +25,19 @@ from IPython import get_ipython
 T = TypeVar("T")
 
 AWAITABLE_MAGICS: dict[str, set[str]] = {"cell": set(), "line": set()}
-"""Magic names, by kind, whose top-level calls are rewritten; filled by the magics class."""
+"""Magic names, by kind, whose top-level calls are rewritten; set by :func:`enable`."""
+
+_owner: type | None = None
+"""The class whose instances own those magics (IPython has an ``AsyncMagics`` of its own)."""
+
+
+def enable(owner: type, *, cell: set[str], line: set[str]) -> None:
+    """Rewrite top-level calls of these magics of ``owner``; called when the extension loads."""
+    global _owner
+    _owner = owner
+    AWAITABLE_MAGICS["cell"] = set(cell)
+    AWAITABLE_MAGICS["line"] = set(line)
+
 
 _CALLS = {"run_cell_magic": "cell", "run_line_magic": "line"}
 
@@ -86,7 +98,7 @@ def _rewrite(lines: list[bytes], call: ast.Call, kind: str, value: bool) -> None
     )
     if func.end_lineno == func.lineno:
         row = lines[func.lineno - 1]
-        head = f"await __import__('asyncmagic.awaiting').awaiting.{kind}".encode()
+        head = f"await __import__('asyncmagic.kernel.awaiting').kernel.awaiting.{kind}".encode()
         lines[func.lineno - 1] = row[: func.col_offset] + head + row[func.end_col_offset :]
 
 
@@ -161,12 +173,10 @@ def _find(name: str) -> tuple[Any, Callable[..., Any]]:
     Not through ``magics_manager.registry``: it is keyed by class name, and IPython has an
     ``AsyncMagics`` class of its own (for ``%autoawait``) that may take that key.
     """
-    from .magics import AsyncMagics
-
     shell = get_ipython()
     fn = shell.find_cell_magic(name) or shell.find_line_magic(name)
     magics = getattr(fn, "__self__", None)
-    if not isinstance(magics, AsyncMagics):
+    if _owner is None or not isinstance(magics, _owner):
         raise NameError(f"asyncmagic is not loaded: run %load_ext asyncmagic (magic {name!r})")
     return magics, fn
 

@@ -24,14 +24,14 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
-from .capture import until_exit
+from ..display.output import LiveOutput
+from ..display.status import StatusLine, client_kind, redraws_in_place, status_text
+from ..engine.capture import until_exit
+from ..engine.jobs import Job, JobTable
+from ..engine.process import end_all_now
+from ..engine.result import CommandError
 from .foreground import Launch, Runner, live_output, name_the_source, start_runner
-from .jobs import Job, JobTable
 from .options import RunSettings
-from .output import LiveOutput
-from .process import end_all_now
-from .result import CommandError
-from .status import StatusLine, client_kind, redraws_in_place, status_text
 
 STATUS_EVERY = 1.0
 """Seconds between two updates of a running job's status line (the cap is 5 a second)."""

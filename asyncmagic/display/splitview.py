@@ -19,7 +19,7 @@ from collections.abc import Callable
 from IPython import get_ipython
 from IPython.display import DisplayHandle, display
 
-from .capture import notice
+from ..engine.capture import notice
 from .output import GOVERNOR, MESSAGE_OVERHEAD, Governor, HeadTail
 
 UPDATE_EVERY = 0.25

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-from .capture import human_size, notice
-from .flow import Flow
+from ..engine.capture import human_size, notice
+from ..engine.flow import Flow
 
 MIN_GAP = 0.025
 """Seconds between two flushes of a command's flood (at most 40 a second)."""

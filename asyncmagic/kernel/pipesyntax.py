@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .pipeline import Command, PyStage, Stage
+from ..engine.pipeline import Command, PyStage, Stage
 
 OPERATORS = ("|", "<", ">>", ">")
 _FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.]*)(\*?)\}|[{}]")
