@@ -40,7 +40,7 @@ a stream output whole again at each message, so seven million (a million lines o
 ``seq``) froze its page for 18 s, as with ``!cmd``."""
 
 LOW_WATER = 500_000
-"""...and at which it resumes (see :mod:`asyncmagic.flow`)."""
+"""...and at which it resumes (see :mod:`asyncmagic.engine.flow`)."""
 
 MESSAGE_OVERHEAD = 700
 """Bytes an iopub stream message costs beyond its text (headers, signature), as jupyter_server counts."""

@@ -14,9 +14,10 @@ from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any
 
 from .pipeline import Pipeline
-from .process import Process, through_cancellations
+from .process import Process
 from .readiness import FIRST_PAUSE, LAST_PAUSE, Readiness, parse_readiness
 from .result import CommandError, Result, format_seconds
+from .running import through_cancellations
 
 Running = Process | Pipeline
 """What a job runs: one command or a pipeline."""
@@ -300,7 +301,7 @@ class Job:
 
     async def ready(self, spec: str | Readiness, timeout: float | None = 60) -> Job:
         """Wait until the job can be used (``tcp:8000``, ``http://…``, ``/REGEX/``: see
-        :mod:`asyncmagic.readiness`) and return it.
+        :mod:`asyncmagic.engine.readiness`) and return it.
 
         If the job ends first, or ``timeout`` passes, or this wait is cancelled, the job is
         ended (its whole tree) and CommandError says why: a job that never got ready is of

@@ -10,24 +10,27 @@ Plain asyncio: no IPython here.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import errno
 import inspect
 import os
 import signal
 import threading
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, ExitStack
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from .capture import Capture, KeptLog, Spill
 from .flow import Flow
-from .process import EOF_AFTER_GROUP_GONE, OutputCallback, start, wait_or_interrupt
+from .process import EOF_AFTER_GROUP_GONE, OutputCallback, Process, start
 from .result import Ended, Result
-from .stdin import InputSource, byte_chunks, check_source, input_failed
-from .stopping import INTERRUPT_GRACE, end_groups_now
+from .running import Running, now, run_to_end, through_cancellations
+from .stdin import GatedPipe, InputSource, check_source, feed, input_failed
+from .stopping import INTERRUPT_GRACE
+from .text import Labeller, Lines, utf8_decoder
 
 READ_CHUNK = 256 * 1024
 
@@ -65,24 +68,57 @@ def is_sigpipe(result: Result) -> bool:
     return result.ended in ("exit", "signal") and result.returncode in (-signal.SIGPIPE, 128 + signal.SIGPIPE)
 
 
-class Pipeline:
-    """A running pipeline, started by :func:`start_pipeline`; shaped like a :class:`Process`."""
+class Pipeline(Running):
+    """A running pipeline, started by :func:`start_pipeline` (no public constructor); it
+    has the lifecycle of a :class:`~asyncmagic.engine.process.Process`."""
 
-    def __init__(self, *, _token: object) -> None:
-        if _token is not _TOKEN:
-            raise TypeError("use asyncmagic.pipeline.start_pipeline() to start a pipeline")
+    _made_by = "asyncmagic.start_pipeline()"
+    stages: tuple[Stage, ...]
+    _on_output: OutputCallback | None
+    _flow: Flow | None
+    _out: Capture
+    _err: Capture
+    _spill: Spill
+    """Everything shown (the last stage's stdout, the labelled stderr), as it arrived."""
+    _labels: dict[int, Labeller]
+    _procs: dict[int, Process]
+    _py_tasks: dict[int, asyncio.Future[BaseException | None]]
+    _stops: list[asyncio.Future[Result]]
+    _halted: tuple[Ended, float | None] | None
+    """The stop under way, for a stage that starts after it began."""
+    _failed_stage: int | None
+    """The Python stage whose error ended the pipeline: its Result decides."""
+    _error: str | None
+    _feeder: asyncio.Task[None] | None
+    _reader: asyncio.Task[None] | None
+
+    def __init__(
+        self,
+        stages: tuple[Stage, ...],
+        *,
+        timeout: float | None,
+        on_output: OutputCallback | None,
+        flow: Flow | None,
+        capture_limit: int | None,
+        keep_log: KeptLog | None,
+    ) -> None:
+        super().__init__(" | ".join(str(s) for s in stages), started_at=now(), timeout=timeout)
+        self.stages = stages
+        self._on_output, self._flow = on_output, flow
+        self._out, self._err = Capture(capture_limit), Capture(capture_limit)
+        self._spill = Spill(keep=keep_log)
+        self._labels = {
+            i: Labeller(f"[{i + 1} {s if isinstance(s, PyStage) else s.name}] ", self._emit, stream="stderr")
+            for i, s in enumerate(stages)
+        }
+        self._procs, self._py_tasks, self._stops = {}, {}, []
+        self._halted = self._failed_stage = self._error = None
+        self._feeder = self._reader = None
 
     @property
     def pid(self) -> int | None:
         """The first process stage's pid."""
         return next((p.pid for p in self._procs.values()), None)
-
-    def done(self) -> bool:
-        return self._finished.done()
-
-    @property
-    def result(self) -> Result | None:
-        return self._finished.result() if self._finished.done() else None
 
     @property
     def stdout(self) -> str:
@@ -96,42 +132,71 @@ class Pipeline:
         """A file with all the output shown: the last stage's stdout and the labelled stderr."""
         return self._spill.materialize()
 
-    def add_done_callback(self, callback: Callable[[], None]) -> None:
-        self._finished.add_done_callback(lambda _: callback())
-
-    async def wait(self) -> Result:
-        return await asyncio.shield(self._finished)
-
-    async def stop(self, ended: Ended = "killed", *, grace: float | None = None) -> Result:
-        """End every stage (processes with their whole trees) and return the Result.
-
-        The first reason is kept; a stop after an internal one (a Python stage failed, the
-        input raised) still reaches every stage, including one started since.
-        """
-        if not self._finished.done():
-            if self._ended is None:
-                self._ended = ended
-            self._halt(ended, grace)
-        return await self.wait()
-
-    def stop_now(self, grace: float | None = None) -> None:
-        """End every process stage now, blocking (see :meth:`Process.stop_now`)."""
-        if self._ended is None:
-            self._ended = "killed"
-        for proc in self._procs.values():
-            proc._mark_stopped("killed")
-        end_groups_now({p.pgid: p._grace if grace is None else grace for p in self._procs.values()})
-
-    async def interrupt(self) -> Result:
-        return await self.stop("interrupted")
-
     async def send(self, data: str | bytes) -> None:
         raise BrokenPipeError("a pipeline's stdin is not interactive")
 
     async def close_stdin(self) -> None:
         raise BrokenPipeError("a pipeline's stdin is not interactive")
 
-    # -- inside ------------------------------------------------------------------------
+    # -- starting ------------------------------------------------------------------------
+
+    async def _start_stage(self, index: int, reads: _Fd | None, writes: _Fd | None, **options: Any) -> None:
+        """Start stage ``index`` on its fds; a process gets copies (ours are closed at once,
+        so end-of-file propagates), a Python stage takes them."""
+        stage = self.stages[index]
+        if isinstance(stage, Command):
+            self._procs[index] = await start(
+                list(stage.argv),
+                stdin=None if reads is None else reads.fd,
+                stdout=None if writes is None else writes.fd,
+                on_output=self._labels[index],
+                flow=self._flow,
+                **options,
+            )
+            for fd in (reads, writes):
+                if fd is not None:
+                    fd.close()
+        else:
+            read_fd = None if reads is None else reads.take()
+            write_fd = None if writes is None else writes.take()
+            failed = partial(self._stage_failed, index)
+            self._py_tasks[index] = _start_py_stage(stage, read_fd, write_fd, failed)
+        if self._halted is not None:  # a stage before it failed while this one started
+            self._halt(*self._halted)
+
+    def _connect(self, input: InputSource | None, feeder: _Fd | None, last: _Fd | None) -> None:
+        """Feed the first stage and read the last one, once every stage has started."""
+        if input is not None and feeder is not None:
+            self._feeder = asyncio.ensure_future(_feed_fd(input, feeder.take(), self._input_failed))
+        if last is not None:
+            self._reader = asyncio.ensure_future(_read(last.take(), self._emit, self._flow))
+        if self._spill.kept:
+            self._spill.materialize()
+        self._begin(self._finish())
+
+    async def _abandon(self) -> None:
+        """A stage could not start: end the ones that did, then let the error go on."""
+        for proc in self._procs.values():
+            await through_cancellations(proc.stop("killed"))
+        for task in self._py_tasks.values():
+            task.cancel()
+
+    # -- the lifecycle ---------------------------------------------------------------------
+
+    def _begin_stop(self, ended: Ended, grace: float | None) -> None:
+        """The first reason is kept; a stop after an internal one (a Python stage failed,
+        the input raised) still reaches every stage, including one started since."""
+        if self._ended is None:
+            self._ended = ended
+        self._halt(ended, grace)
+
+    def _ending_now(self, grace: float | None) -> dict[int, float]:
+        if self._ended is None:
+            self._ended = "killed"
+        groups: dict[int, float] = {}
+        for proc in self._procs.values():
+            groups.update(proc._ending_now(grace))
+        return groups
 
     def _halt(self, ended: Ended, grace: float | None) -> None:
         """Stop every stage started so far; a stage started later is stopped as it starts."""
@@ -142,7 +207,6 @@ class Pipeline:
             task.cancel()
         if self._feeder is not None:
             self._feeder.cancel()
-        _close(self._kernel_fds)
 
     def _emit(self, stream: str, text: str) -> None:
         (self._out if stream == "stdout" else self._err).append(text)
@@ -152,7 +216,7 @@ class Pipeline:
 
     def _input_failed(self, error: BaseException) -> None:
         """The input source raised: end every stage; the Result says why."""
-        self._input_error = error
+        self._error = self._error or input_failed(error)
         if self._ended is None:
             self._ended = "killed"
         self._halt("killed", None)
@@ -171,7 +235,7 @@ class Pipeline:
             for index, proc in self._procs.items():
                 results[index] = await proc.wait()
             for index, task in self._py_tasks.items():
-                results[index] = await _py_result(task, self.stages[index], self._started_at)
+                results[index] = await _py_result(task, self.stages[index], self.started_at)
             if self._reader is not None:
                 await self._read_to_end()
             if self._feeder is not None:
@@ -179,9 +243,7 @@ class Pipeline:
             for stop in self._stops:
                 await stop
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-            _close(self._kernel_fds)
+            self._cancel_timer()
             for label in self._labels.values():
                 label.close()
         if self._out.truncated or self._err.truncated:
@@ -226,21 +288,15 @@ class Pipeline:
             returncode=0 if deciding is None else deciding.returncode,
             stdout=self.stdout,
             stderr=self.stderr,
-            started_at=self._started_at,
-            finished_at=_now(),
+            started_at=self.started_at,
+            finished_at=now(),
             ended=ended,
             timeout=self._timeout,
             pid=self.pid,
             log_path=self._spill.path,
             stages=tuple(stages),
-            error=None if self._input_error is None else input_failed(self._input_error),
+            error=self._error,
         )
-
-    def _on_timeout(self) -> None:
-        self._timed_out = asyncio.ensure_future(self.stop("timeout"))
-
-
-_TOKEN = object()
 
 
 async def start_pipeline(
@@ -276,134 +332,114 @@ async def start_pipeline(
         if stdin_path is not None:
             raise ValueError("give input= or stdin_path=, not both")
         check_source(input)
-    loop = asyncio.get_running_loop()
-    pipe = Pipeline(_token=_TOKEN)
-    pipe.stages = tuple(stages)
-    pipe.command = " | ".join(str(s) for s in stages)
-    pipe._on_output = on_output
-    pipe._out, pipe._err = Capture(capture_limit), Capture(capture_limit)
-    pipe._spill = Spill(keep=keep_log)
-    pipe._procs, pipe._py_tasks, pipe._stops = {}, {}, []
-    pipe._kernel_fds = []
-    pipe._ended, pipe._failed_stage, pipe._timeout = None, None, timeout
-    pipe._started_at = _now()
-    pipe._reader = None
-    pipe._feeder = None
-    pipe._flow = flow
-    pipe._halted = None
-    pipe._input_error = None
-    pipe._labels = {
-        i: _Labeller(i + 1, str(s) if isinstance(s, PyStage) else s.name, pipe._emit)
-        for i, s in enumerate(stages)
-    }
-
-    # The fds: what each stage reads and writes. The kernel closes its copy of every fd
-    # a child got, right after starting it, so end-of-file propagates.
-    fds: list[int] = []
-    try:
-        stdin_fd = _open_input(stdin_path, fds)
-        stdout_fd = await _open_output(stdout_path, append, fds)
-        reads: list[int | None] = [stdin_fd]
-        writes: list[int | None] = []
-        for _ in range(len(stages) - 1):
-            r, w = os.pipe()
-            fds += [r, w]
-            writes.append(w)
-            reads.append(r)
-        if stdout_fd is None:
-            r, w = os.pipe()
-            fds += [r, w]
-            writes.append(w)
-            last_read = r
-        else:
-            writes.append(stdout_fd)
-            last_read = None
-        if input is not None:
-            r, w = os.pipe()
-            fds += [r, w]
-            reads[0] = r
-            feeder_fd = w
-        else:
-            feeder_fd = None
-    except BaseException:
-        _close(fds)
-        raise
-
-    try:
-        for index, stage in enumerate(stages):
-            if isinstance(stage, Command):
-                proc = await start(
-                    list(stage.argv),
+    pipe = Pipeline._create(
+        tuple(stages),
+        timeout=timeout,
+        on_output=on_output,
+        flow=flow,
+        capture_limit=capture_limit,
+        keep_log=keep_log,
+    )
+    async with AsyncExitStack() as cleanup_on_fail:
+        cleanup_on_fail.push_async_callback(pipe._abandon)
+        with ExitStack() as kernel_fds:  # whatever no child has and no task took is closed
+            fds = await _Plumbing.open(
+                len(stages), stdin_path, stdout_path, append, input is not None, kernel_fds
+            )
+            for index in range(len(stages)):
+                await pipe._start_stage(
+                    index,
+                    fds.reads[index],
+                    fds.writes[index],
                     grace=grace,
                     interrupt_grace=interrupt_grace,
-                    stdin=reads[index],
-                    stdout=writes[index],
                     cwd=cwd,
                     env=env,
-                    on_output=pipe._labels[index],
-                    flow=flow,
                 )
-                pipe._procs[index] = proc
-                _close(fds, (reads[index], writes[index]))
-            else:
-                read_fd, write_fd = reads[index], writes[index]
-                for fd in (read_fd, write_fd):
-                    if fd is not None:
-                        fds.remove(fd)  # the stage owns and closes them
-                pipe._py_tasks[index] = _start_py_stage(stage, read_fd, write_fd, pipe, index, loop)
-            if pipe._halted is not None:  # a stage before it failed while this one started
-                pipe._halt(*pipe._halted)
-    except BaseException:
-        _close(fds)
-        for proc in pipe._procs.values():
-            await proc.stop("killed")
-        for task in pipe._py_tasks.values():
-            task.cancel()
-        raise
-
-    pipe._kernel_fds = fds  # what is left: the feeder's and the reader's ends
-    if feeder_fd is not None:
-        fds.remove(feeder_fd)
-        pipe._feeder = asyncio.ensure_future(_feed(input, feeder_fd, pipe._input_failed))
-    if last_read is not None:
-        fds.remove(last_read)
-        pipe._reader = asyncio.ensure_future(_read(last_read, pipe._emit, flow))
-    pipe._timer = loop.call_later(timeout, pipe._on_timeout) if timeout is not None else None
-    pipe._finished = asyncio.ensure_future(pipe._finish())
-    if pipe._spill.kept:
-        pipe._spill.materialize()
+            pipe._connect(input, fds.feeder, fds.last)
+        cleanup_on_fail.pop_all()
     return pipe
 
 
 async def run_pipeline(stages: Sequence[Stage], **options: Any) -> Result:
     """Run a pipeline to the end (options as for :func:`start_pipeline`); cancelling interrupts it."""
-    pipe = await start_pipeline(stages, **options)
-    result, cancelled = await wait_or_interrupt(pipe)
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
+    return await run_to_end(await start_pipeline(stages, **options))
 
 
 # -- the fds ---------------------------------------------------------------------------
 
 
-def _open_input(path: str | os.PathLike[str] | None, fds: list[int]) -> int | None:
-    if path is None:
-        return None
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    fds.append(fd)
-    return fd
+class _Fd:
+    """An fd the kernel holds until it is closed (a child has its copy) or taken (a task
+    owns it now); either happens once, and the ExitStack that made it closes it otherwise."""
+
+    def __init__(self, fd: int, owner: ExitStack) -> None:
+        self.fd = fd
+        owner.callback(self.close)
+
+    def take(self) -> int:
+        fd, self.fd = self.fd, -1
+        return fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.close(self.take())
+            except OSError:
+                pass
+
+
+@dataclass
+class _Plumbing:
+    """What each stage reads and writes, and the kernel's ends: the feeder's and the reader's."""
+
+    reads: list[_Fd | None] = field(default_factory=list)
+    writes: list[_Fd | None] = field(default_factory=list)
+    feeder: _Fd | None = None
+    last: _Fd | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        count: int,
+        stdin_path: str | os.PathLike[str] | None,
+        stdout_path: str | os.PathLike[str] | None,
+        append: bool,
+        fed: bool,
+        owner: ExitStack,
+    ) -> _Plumbing:
+        fds = cls()
+        if fed:
+            first, fds.feeder = _pipe(owner)
+        elif stdin_path is not None:
+            first = _Fd(os.open(stdin_path, os.O_RDONLY | os.O_CLOEXEC), owner)
+        else:
+            first = None
+        fds.reads.append(first)
+        for _ in range(count - 1):
+            r, w = _pipe(owner)
+            fds.writes.append(w)
+            fds.reads.append(r)
+        if stdout_path is None:
+            fds.last, w = _pipe(owner)
+            fds.writes.append(w)
+        else:
+            fds.writes.append(_Fd(await _open_output(stdout_path, append), owner))
+        return fds
+
+
+def _pipe(owner: ExitStack) -> tuple[_Fd, _Fd]:
+    r, w = os.pipe()
+    return _Fd(r, owner), _Fd(w, owner)
 
 
 FIFO_POLL = 0.05
 """Seconds between two tries to open a FIFO for writing while it has no reader."""
 
 
-async def _open_output(path: str | os.PathLike[str] | None, append: bool, fds: list[int]) -> int | None:
+async def _open_output(path: str | os.PathLike[str], append: bool) -> int:
     """Open the ``>`` file. A FIFO waits for its reader as in a shell, but on the loop's
     terms: a blocking ``open`` would freeze the loop, so we retry a non-blocking one."""
-    if path is None:
-        return None
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_APPEND if append else os.O_TRUNC)
     while True:
         try:
@@ -414,44 +450,14 @@ async def _open_output(path: str | os.PathLike[str] | None, append: bool, fds: l
                 raise
         await asyncio.sleep(FIFO_POLL)
     os.set_blocking(fd, True)
-    fds.append(fd)
     return fd
 
 
-def _close(fds: list[int], which: Iterable[int | None] | None = None) -> None:
-    """Close ``which`` of ``fds`` (default: all of them) and drop them from the list."""
-    for fd in list(fds if which is None else which):
-        if fd is None or fd not in fds:
-            continue
-        fds.remove(fd)
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-async def _feed(source: InputSource, fd: int, failed: Callable[[BaseException], None]) -> None:
-    """Write ``source`` into the first stage's stdin pipe, with back-pressure.
-
-    An error of the source goes to ``failed`` (it ends the pipeline), never out of this
-    task: a SystemExit raised by a source must not stop the event loop.
-    """
+async def _feed_fd(source: InputSource, fd: int, failed: Callable[[BaseException], None]) -> None:
+    """Write ``source`` into the first stage's stdin pipe (:func:`~asyncmagic.engine.stdin.feed`)."""
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.connect_write_pipe(_Drain, os.fdopen(fd, "wb", 0))
-    try:
-        async for chunk in byte_chunks(source):
-            if transport.is_closing():
-                break
-            transport.write(chunk)
-            await protocol.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    except asyncio.CancelledError:
-        raise
-    except BaseException as exc:
-        failed(exc)
-    finally:
-        transport.close()
+    transport, protocol = await loop.connect_write_pipe(GatedPipe, os.fdopen(fd, "wb", 0))
+    await feed(source, transport, protocol.gate, failed)
 
 
 async def _read(fd: int, emit: Callable[[str, str], None], flow: Flow | None) -> None:
@@ -471,7 +477,7 @@ class _Reader(asyncio.Protocol):
     def __init__(self, emit: Callable[[str, str], None], done: asyncio.Future[None]) -> None:
         self._emit = emit
         self._done = done
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._decoder = utf8_decoder()
 
     def data_received(self, data: bytes) -> None:
         if text := self._decoder.decode(data):
@@ -484,76 +490,29 @@ class _Reader(asyncio.Protocol):
             self._done.set_result(None)
 
 
-class _Drain(asyncio.Protocol):
-    def __init__(self) -> None:
-        self._paused: asyncio.Future[None] | None = None
-
-    def pause_writing(self) -> None:
-        self._paused = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._paused is not None and not self._paused.done():
-            self._paused.set_result(None)
-        self._paused = None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.resume_writing()
-
-    async def drain(self) -> None:
-        if self._paused is not None:
-            await self._paused
-
-
-class _Labeller:
-    """Turns one stage's stderr into lines labelled ``[N name]``."""
-
-    def __init__(self, number: int, name: str, emit: Callable[[str, str], None]) -> None:
-        self._prefix = f"[{number} {name}] "
-        self._emit = emit
-        self._partial = ""
-
-    def __call__(self, stream: str, text: str) -> None:
-        *lines, self._partial = (self._partial + text).split("\n")
-        if lines:
-            self._emit("stderr", "".join(f"{self._prefix}{line}\n" for line in lines))
-
-    def close(self) -> None:
-        if self._partial:
-            self._emit("stderr", f"{self._prefix}{self._partial}\n")
-            self._partial = ""
-
-
 # -- Python stages ---------------------------------------------------------------------
+
+StageFailed = Callable[[BaseException], None]
+"""Told of a Python stage's error, once the stage is over (it ends the pipeline)."""
 
 
 def _start_py_stage(
-    stage: PyStage,
-    read_fd: int | None,
-    write_fd: int | None,
-    pipe: Pipeline,
-    index: int,
-    loop: asyncio.AbstractEventLoop,
+    stage: PyStage, read_fd: int | None, write_fd: int | None, failed: StageFailed
 ) -> asyncio.Future[BaseException | None]:
     if inspect.isasyncgenfunction(stage.func) or inspect.iscoroutinefunction(stage.func):
-        task = asyncio.ensure_future(_async_stage(stage, read_fd, write_fd, pipe, index))
-    else:
-        task = _thread_stage(stage, read_fd, write_fd, pipe, index, loop)
-    return task
+        return asyncio.ensure_future(_async_stage(stage, read_fd, write_fd, failed))
+    return _thread_stage(stage, read_fd, write_fd, failed)
 
 
 def _thread_stage(
-    stage: PyStage,
-    read_fd: int | None,
-    write_fd: int | None,
-    pipe: Pipeline,
-    index: int,
-    loop: asyncio.AbstractEventLoop,
+    stage: PyStage, read_fd: int | None, write_fd: int | None, failed: StageFailed
 ) -> asyncio.Future[BaseException | None]:
     """Run a plain function in a thread of its own, on blocking reads and writes of the fds.
 
     A thread each, not a pool: a pool's few workers could all wait on pipes fed by a
     stage still queued behind them.
     """
+    loop = asyncio.get_running_loop()
     future: asyncio.Future[BaseException | None] = loop.create_future()
 
     def settle(error: BaseException | None) -> None:
@@ -561,7 +520,7 @@ def _thread_stage(
             return
         future.set_result(error)
         if error is not None:
-            pipe._stage_failed(index, error)
+            failed(error)
 
     def body() -> None:
         error = None
@@ -593,7 +552,7 @@ def _thread_stage(
 
 
 async def _async_stage(
-    stage: PyStage, read_fd: int | None, write_fd: int | None, pipe: Pipeline, index: int
+    stage: PyStage, read_fd: int | None, write_fd: int | None, failed: StageFailed
 ) -> BaseException | None:
     """Run an async stage on the loop; its error is returned, not raised (SystemExit or
     KeyboardInterrupt raised out of a task would stop the kernel's event loop)."""
@@ -611,8 +570,7 @@ async def _async_stage(
                 lambda: asyncio.StreamReaderProtocol(reader), reading
             )
         if write_fd is not None:
-            transport, protocol = await loop.connect_write_pipe(_Drain, os.fdopen(write_fd, "wb", 0))
-            writer = (transport, protocol)
+            writer = await loop.connect_write_pipe(GatedPipe, os.fdopen(write_fd, "wb", 0))
         produced = stage.func(_lines_of(reader))
         if inspect.iscoroutine(produced):
             produced = await produced
@@ -628,7 +586,7 @@ async def _async_stage(
         raise
     except BaseException as exc:
         # Once this task is done: the halt cancels the stages, and must not cancel this one.
-        loop.call_soon(pipe._stage_failed, index, exc)
+        loop.call_soon(failed, exc)
         return exc
     finally:
         if writer is not None:
@@ -640,29 +598,28 @@ async def _async_stage(
     return None
 
 
-async def _write_line(writer: tuple[asyncio.WriteTransport, _Drain] | None, item: object) -> None:
+async def _write_line(writer: tuple[asyncio.WriteTransport, GatedPipe] | None, item: object) -> None:
     if writer is None:
         return
     transport, protocol = writer
-    if transport.is_closing():
+    if transport.is_closing() or protocol.gate.lost:
         raise BrokenPipeError
     transport.write(f"{item}\n".encode())
-    await protocol.drain()
+    await protocol.gate.drain()
 
 
 async def _lines_of(reader: asyncio.StreamReader | None) -> AsyncIterator[str]:
     """The lines read from ``reader``, newline-stripped; any length, split reads rejoined."""
     if reader is None:
         return
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    partial = ""
+    decoder, lines = utf8_decoder(), Lines()
     while chunk := await reader.read(READ_CHUNK):
-        *lines, partial = (partial + decoder.decode(chunk)).split("\n")
-        for line in lines:
-            yield _strip(line)
-    partial += decoder.decode(b"", final=True)
-    if partial:
-        yield _strip(partial)
+        for line in lines.feed(decoder.decode(chunk)):
+            yield line
+    for line in lines.feed(decoder.decode(b"", final=True)):
+        yield line
+    if rest := lines.rest():
+        yield rest
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -701,13 +658,9 @@ async def _py_result(
         stdout="",
         stderr=stderr,
         started_at=started_at,
-        finished_at=_now(),
+        finished_at=now(),
         ended=ended,  # type: ignore[arg-type]
     )
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 __all__ = ["Command", "Pipeline", "PyStage", "Stage", "run_pipeline", "start_pipeline"]

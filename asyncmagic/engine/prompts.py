@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
+import re
 import struct
 import termios
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,17 @@ class NoAnswer(Exception):
 
 Ask = Callable[[Prompt], Awaitable[str]]
 """Gets the answer to a prompt (a line, without its newline)."""
+
+FIRST_PAUSE, LAST_PAUSE = 0.03, 0.3
+"""Seconds between two looks at whether a command waits: short after output, growing while
+it is quiet."""
+
+_CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def prompt_text(partial: str) -> str:
+    """The prompt as a person reads it: after the last carriage return, without escapes."""
+    return _CSI.sub("", partial.rsplit("\r", 1)[-1])
 
 
 def reading_terminal(master: int, slave_path: str) -> bool:

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .process import child_env
+from .spawning import child_env
 
 _NOT_KEPT = frozenset({"_", "SHLVL", "PWD", "BASH_ENV"})
 """Variables bash sets by itself (or that carry the machinery): never part of the state."""

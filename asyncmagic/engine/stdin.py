@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import PurePath
 from typing import Any
@@ -93,3 +93,81 @@ def _next_batch(iterator: Iterator[Any]) -> list[bytes]:
 async def _read_file(f: Any) -> AsyncIterator[bytes]:
     while data := await asyncio.to_thread(f.read, CHUNK):
         yield data.encode() if isinstance(data, str) else bytes(data)
+
+
+class WriteGate:
+    """Back-pressure on a pipe we write: asyncio's ``pause_writing``/``resume_writing``
+    calls close and open it, and :meth:`drain` waits while it is closed."""
+
+    def __init__(self) -> None:
+        self._open: asyncio.Future[None] | None = None
+        self.lost = False
+        """The reader went away: nothing more can be written."""
+
+    def pause(self) -> None:
+        if self._open is None:
+            self._open = asyncio.get_running_loop().create_future()
+
+    def resume(self) -> None:
+        if self._open is not None and not self._open.done():
+            self._open.set_result(None)
+        self._open = None
+
+    def lose(self) -> None:
+        self.lost = True
+        self.resume()
+
+    async def drain(self) -> None:
+        if self._open is not None:
+            await self._open
+
+
+class GatedPipe(asyncio.Protocol):
+    """The protocol of a write pipe (``loop.connect_write_pipe``): it works its gate."""
+
+    def __init__(self) -> None:
+        self.gate = WriteGate()
+
+    def pause_writing(self) -> None:
+        self.gate.pause()
+
+    def resume_writing(self) -> None:
+        self.gate.resume()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gate.lose()
+
+
+async def feed(
+    source: InputSource,
+    pipe: asyncio.WriteTransport,
+    gate: WriteGate,
+    failed: Callable[[BaseException], None],
+) -> None:
+    """Write all of ``source`` into ``pipe`` with back-pressure, then close it.
+
+    A reader that stops early (a broken pipe) is not an error. An error of the source goes
+    to ``failed`` (it ends the command), never out of this task: a SystemExit raised by a
+    source must not stop the event loop, and awaiting the command's stop here would wait
+    for the command's end, which waits for this feeder.
+    """
+    try:
+        async for chunk in byte_chunks(source):
+            if pipe.is_closing() or gate.lost:
+                return
+            pipe.write(chunk)
+            await gate.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        failed(exc)
+    finally:
+        pipe.close()
+
+
+async def lines_of(source: InputSource) -> list[str]:
+    """All of ``source``, as lines without their newlines (answers given in advance)."""
+    data = b"".join([chunk async for chunk in byte_chunks(source)])
+    return data.decode(errors="replace").splitlines()

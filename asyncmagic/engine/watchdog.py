@@ -1,6 +1,6 @@
 """Ending the process groups of a process that died without cleaning up.
 
-A graceful exit ends every live group itself (see :mod:`asyncmagic.process`). A kernel
+A graceful exit ends every live group itself (see :mod:`asyncmagic.engine.process`). A kernel
 killed with SIGKILL, or crashing, cannot: so the first command it starts also starts one
 small watchdog process, in its own session, that reads "+PGID" / "-PGID" lines from a
 pipe. When the owner is gone, however it went, the watchdog ends every group still
@@ -97,7 +97,7 @@ def main() -> None:
     """The watchdog itself: keep the registered groups, end them at end-of-file."""
     import signal
 
-    from asyncmagic.stopping import group_alive, signal_group
+    from asyncmagic.engine.stopping import group_alive, signal_group
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     groups: set[int] = set()

@@ -8,7 +8,7 @@
 - Terminal IPython: the line is read from the terminal by the loop itself (echo off for a
   secret), so an interrupt stops the reading and no thread is left waiting on stdin.
 - Nobody (a headless run, whose execute request says ``allow_stdin: false``; a background
-  job): :class:`~asyncmagic.prompts.NoAnswer` at once, naming the prompt.
+  job): :class:`~asyncmagic.engine.prompts.NoAnswer` at once, naming the prompt.
 
 An answer is never printed or kept: the command reads it from its terminal, and the
 terminal's echo of it is left out of the output.

@@ -27,7 +27,7 @@ VARIABLE_OPTIONS = {"--stdin", "-r", "--result", "-o", "--out", "-e", "--err"}
 
 
 def matcher_for(magics: Any) -> Callable[[CompletionContext], SimpleMatcherResult]:
-    """The matcher of one :class:`~asyncmagic.magics.AsyncMagics`, for ``custom_matchers``."""
+    """The matcher of one :class:`~asyncmagic.kernel.magics.AsyncMagics`, for ``custom_matchers``."""
 
     @completion_matcher(identifier="asyncmagic", api_version=2, priority=10)
     def complete(context: CompletionContext) -> SimpleMatcherResult:

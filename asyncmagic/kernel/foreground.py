@@ -23,8 +23,9 @@ from ..display.output import LiveOutput
 from ..display.splitview import SplitView
 from ..display.status import ELAPSED_AFTER, Elapsed, client_kind, final_status, redraws_in_place
 from ..engine.flow import Flow
-from ..engine.process import OutputCallback, wait_or_interrupt
+from ..engine.process import OutputCallback
 from ..engine.result import CommandError, Ended, Result
+from ..engine.running import wait_or_interrupt
 from .options import RunSettings
 
 

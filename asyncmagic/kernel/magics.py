@@ -1,8 +1,8 @@
 """The IPython magics: ``%%arun``/``%arun`` and ``%ajobs``. They parse options and hand over.
 
 Every magic has two doors: IPython's synchronous call (``run_cell_magic``), which runs to
-the end with :func:`~asyncmagic.awaiting.run_blocking`, and :meth:`AsyncMagics.awaitable`,
-which the input transformer in :mod:`asyncmagic.awaiting` awaits so the kernel's event
+the end with :func:`~asyncmagic.kernel.awaiting.run_blocking`, and :meth:`AsyncMagics.awaitable`,
+which the input transformer in :mod:`asyncmagic.kernel.awaiting` awaits so the kernel's event
 loop stays free. Both build the same coroutine.
 """
 
@@ -27,9 +27,10 @@ from ..engine.capture import prepare_log_dir
 from ..engine.flow import Flow
 from ..engine.jobs import Job
 from ..engine.pipeline import Pipeline, start_pipeline
-from ..engine.process import OutputCallback, Process, default_shell, start
+from ..engine.process import OutputCallback, Process, start
 from ..engine.result import CommandError
 from ..engine.shellstate import KeptShell, describe_state
+from ..engine.spawning import default_shell
 from ..engine.stopping import INTERRUPT_GRACE
 from . import awaiting, parallel, pipesyntax
 from .asking import asker

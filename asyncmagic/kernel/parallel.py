@@ -26,8 +26,8 @@ from IPython.display import DisplayHandle, display
 
 from ..display.output import LineLabels
 from ..display.status import StatusLine
-from ..engine.process import wait_or_interrupt
 from ..engine.result import CommandError, Result, format_seconds
+from ..engine.running import wait_or_interrupt
 from .foreground import Launch, interrupted, live_output, name_the_source, start_runner
 from .options import RunSettings
 
@@ -38,7 +38,7 @@ PROGRESS_EVERY = 0.25
 """Seconds between two updates of the progress line."""
 
 Launcher = Callable[[str], Launch]
-"""The :data:`~asyncmagic.foreground.Launch` that starts one line of the cell."""
+"""The :data:`~asyncmagic.kernel.foreground.Launch` that starts one line of the cell."""
 
 
 class ParallelError(CommandError):
