@@ -70,7 +70,7 @@ def test_label_prefixes_every_line(kernel: Kernel):
     assert ex.streams == [
         ("stdout", "[out] one\n"),
         ("stderr", "[err] two\n"),
-        ("stdout", "[out] three\n[out] four"),
+        ("stdout", "[out] three\n[out] four\n"),  # whole lines: an unfinished one ends the output
     ]
 
 

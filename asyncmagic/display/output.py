@@ -20,6 +20,7 @@ from typing import TextIO
 
 from ..engine.capture import human_size, notice
 from ..engine.flow import Flow
+from ..engine.text import Labeller
 
 MIN_GAP = 0.025
 """Seconds between two flushes of a command's flood (at most 40 a second)."""
@@ -41,6 +42,9 @@ a stream output whole again at each message, so seven million (a million lines o
 
 LOW_WATER = 500_000
 """...and at which it resumes (see :mod:`asyncmagic.engine.flow`)."""
+
+LABELS = {"stdout": "[out] ", "stderr": "[err] "}
+"""What ``--label`` puts before each line of each stream."""
 
 MESSAGE_OVERHEAD = 700
 """Bytes an iopub stream message costs beyond its text (headers, signature), as jupyter_server counts."""
@@ -208,7 +212,7 @@ class LiveOutput:
         min_gap: float = MIN_GAP,
         ceiling: int | None = None,
     ) -> None:
-        self._labels = LineLabels(self._admit) if label else None
+        self._labels = Labeller(self._admit, LABELS) if label else None
         self._at_ceiling = max_lines <= 0 and ceiling is not None
         self._ceiling = ceiling or 0
         self._context = contextvars.copy_context()
@@ -249,6 +253,8 @@ class LiveOutput:
 
     async def aclose(self, log_path: Callable[[], str] | None = None) -> None:
         """Send what is left: pending text, then the notice and the tail of a huge output."""
+        if self._labels is not None:
+            self._labels.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -355,22 +361,3 @@ def collapse_frames(text: str) -> str:
             line = "\r" + (frames[-1] if frames else "") + trailing
         out.append(line)
     return "\n".join(out)
-
-
-class LineLabels:
-    """Prefixes every line of a stream, ``[out] `` / ``[err] `` by default, then passes it on."""
-
-    def __init__(self, emit: Callable[[str, str], None], labels: dict[str, str] | None = None) -> None:
-        self._emit = emit
-        self._labels = labels or {"stdout": "[out] ", "stderr": "[err] "}
-        self._at_line_start = {stream: True for stream in self._labels}
-
-    def __call__(self, stream: str, text: str) -> None:
-        label = self._labels[stream]
-        out = []
-        for piece in text.splitlines(keepends=True):
-            if self._at_line_start[stream]:
-                out.append(label)
-            out.append(piece)
-            self._at_line_start[stream] = piece.endswith("\n")
-        self._emit(stream, "".join(out))

@@ -16,11 +16,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from IPython import get_ipython
 from IPython.display import DisplayHandle, display
 
 from ..engine.capture import notice
+from ..engine.text import Lines
 from .output import GOVERNOR, MESSAGE_OVERHEAD, Governor, HeadTail
+from .status import has_kernel
 
 UPDATE_EVERY = 0.25
 """Seconds between two updates of the view while the command runs."""
@@ -94,8 +95,8 @@ class SplitView:
         self._recent: dict[str, deque[str]] = {
             name: deque(maxlen=LIVE_LINES) for name in ("stdout", "stderr")
         }
-        self._partial = {"stdout": "", "stderr": ""}
-        self._live = hasattr(get_ipython(), "kernel")  # a terminal cannot update in place
+        self._lines = {name: Lines() for name in ("stdout", "stderr")}
+        self._live = has_kernel()  # a terminal cannot update in place
         self._handle: DisplayHandle | None = None
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -106,9 +107,7 @@ class SplitView:
         shown = self._limits[stream].admit(stream, text)
         if shown:
             self._head[stream].append(shown)
-        lines = (self._partial[stream] + text).split("\n")
-        self._partial[stream] = lines.pop()
-        self._recent[stream].extend(line + "\n" for line in lines)
+        self._recent[stream].extend(line + "\n" for line in self._lines[stream].feed(text))
         if self._live and self._timer is None:
             wait = max(self._last + UPDATE_EVERY - time.monotonic(), 0)
             self._timer = asyncio.get_running_loop().call_later(wait, self._update)
@@ -135,8 +134,8 @@ class SplitView:
     def _update(self) -> None:
         self._timer = None
         content = SplitContent(
-            "".join(self._recent["stdout"]) + self._partial["stdout"],
-            "".join(self._recent["stderr"]) + self._partial["stderr"],
+            "".join(self._recent["stdout"]) + self._lines["stdout"].partial,
+            "".join(self._recent["stderr"]) + self._lines["stderr"].partial,
         )
         wait = self._governor.delay(self._cost(content), 1)
         if wait > 0:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import html
 import time
-from collections.abc import Iterable
 from typing import Literal
 
 from IPython import get_ipython
@@ -32,6 +30,11 @@ def client_kind() -> Client:
         return "headless"
     metadata = request.get("metadata") or {}
     return "notebook" if "cellId" in metadata or "cell_id" in metadata else "console"
+
+
+def has_kernel() -> bool:
+    """True in a kernel (a notebook, a console, a headless run), False in terminal IPython."""
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 def redraws_in_place() -> bool:
@@ -143,40 +146,52 @@ def _placeholder(display_id: str) -> None:
     )
 
 
-_COLUMNS = ("id", "command", "pid", "state", "elapsed", "exit", "bytes out")
+PROGRESS_EVERY = 0.25
+"""Seconds between two updates of a ``--parallel`` cell's progress line."""
 
 
-def _row(job: Job) -> tuple[str, ...]:
-    command = job.command.strip().splitlines()[0] if job.command.strip() else ""
-    if len(command) > 60 or "\n" in job.command.strip():
-        command = command[:59] + "…"
-    return (
-        str(job.id),
-        command,
-        "" if job.pid is None else str(job.pid),
-        job.state,
-        format_seconds(job.elapsed),
-        "" if job.returncode is None else str(job.returncode),
-        f"{job.bytes_out:,}",
-    )
+class Progress:
+    """The line above a ``--parallel`` cell's output: ``3/5 done · 1 failed · 2 running``,
+    updated at most every :data:`PROGRESS_EVERY` seconds, exact once the cell ends."""
 
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.running = self.done = self.failed = 0
+        self._context = contextvars.copy_context()
+        self._started = time.monotonic()
+        self._handle = DisplayHandle()
+        self._context.run(self._handle.display, StatusLine(self.text()))
+        self._timer: asyncio.TimerHandle | None = None
 
-class JobsView:
-    """The table ``%ajobs`` shows: HTML in a notebook, aligned text in a terminal."""
+    def text(self, final: bool = False) -> str:
+        parts = [f"{self.done}/{self.total} done"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.running and not final:
+            parts.append(f"{self.running} running")
+        if final:
+            parts.append(format_seconds(time.monotonic() - self._started))
+        return " · ".join(parts)
 
-    def __init__(self, jobs: Iterable[Job]) -> None:
-        self.rows = [_row(job) for job in jobs]
+    def started(self) -> None:
+        self.running += 1
+        self._later()
 
-    def __repr__(self) -> str:
-        if not self.rows:
-            return "no jobs"
-        rows = [_COLUMNS, *self.rows]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    def ended(self, result: Result) -> None:
+        self.running -= 1
+        self.done += 1
+        self.failed += not result.ok
+        self._later()
 
-    def _repr_html_(self) -> str:
-        if not self.rows:
-            return "<p>no jobs</p>"
-        head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._context.run(self._handle.update, StatusLine(self.text(final=True)))
+
+    def _later(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(PROGRESS_EVERY, self._update)
+
+    def _update(self) -> None:
+        self._timer = None
+        self._context.run(self._handle.update, StatusLine(self.text()))

@@ -18,6 +18,7 @@ from .process import Process
 from .readiness import FIRST_PAUSE, LAST_PAUSE, Readiness, parse_readiness
 from .result import CommandError, Result, format_seconds
 from .running import through_cancellations
+from .text import Lines
 
 Running = Process | Pipeline
 """What a job runs: one command or a pipeline."""
@@ -94,18 +95,16 @@ class _LineScan:
     def __init__(self, transcript: Transcript) -> None:
         self._transcript = transcript
         self._at = 0
-        self._partial = {"stdout": "", "stderr": ""}
+        self._lines = {"stdout": Lines(keep=self.KEEP), "stderr": Lines(keep=self.KEEP)}
 
     def match(self, pattern: re.Pattern[str]) -> bool:
         """True if a line that arrived since the last call (or a partial one) matches."""
         chunks, _ = self._transcript.chunks_since(self._at)
         self._at = self._transcript.end
         for stream, text in chunks:
-            *whole, partial = (self._partial[stream] + text).split("\n")
-            self._partial[stream] = partial[-self.KEEP :]
-            if any(pattern.search(line) for line in whole):
+            if any(pattern.search(line) for line in self._lines[stream].feed(text)):
                 return True
-        return any(pattern.search(partial) for partial in self._partial.values() if partial)
+        return any(pattern.search(lines.partial) for lines in self._lines.values() if lines.partial)
 
 
 class Job:
@@ -127,9 +126,7 @@ class Job:
         self.created = time.monotonic()
         self.transcript = Transcript()
         self.bytes_out = 0
-        self.on_wait: Callable[[Job], None] | None = None
         self._watchers: list[Callable[[str, str], None]] = []
-        self.follower: asyncio.Future[None] | None = None
         self._expect_at = 0
         self._grew = asyncio.Event()
         self._process: Running | None = None
@@ -237,10 +234,7 @@ class Job:
     async def wait(self, timeout: float | None = None) -> Result:
         """Wait for the end and return the Result; on ``timeout`` raise TimeoutError (the job runs on)."""
         proc = await self.process()
-        result = await asyncio.wait_for(proc.wait(), timeout)
-        if self.on_wait is not None:
-            self.on_wait(self)
-        return result
+        return await asyncio.wait_for(proc.wait(), timeout)
 
     async def wait_quietly(self) -> Result:
         """Wait for the end without the waiting's side effects (no replay, no error raised)."""
@@ -373,12 +367,14 @@ class JobTable:
         command: str,
         starting: Callable[[Job], Coroutine[Any, Any, Running]],
         loop: asyncio.AbstractEventLoop | None = None,
+        make: Callable[..., Job] | None = None,
     ) -> Job:
         """Create job N whose process ``starting(job)`` starts on ``loop`` (default: the running one).
 
         The coroutine gets the job so it can wire the process's output to ``job.record``.
+        ``make`` builds it with Job's arguments (a subclass: the kernel's jobs of a cell).
         """
-        job = Job(self._next, command, starting, loop or asyncio.get_running_loop())
+        job = (make or Job)(self._next, command, starting, loop or asyncio.get_running_loop())
         self._jobs[job.id] = job
         self._next += 1
         return job

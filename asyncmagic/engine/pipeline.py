@@ -63,6 +63,10 @@ class PyStage:
 Stage = Command | PyStage
 
 
+def _label(index: int, stage: Stage) -> str:
+    return f"[{index + 1} {stage if isinstance(stage, PyStage) else stage.name}] "
+
+
 def is_sigpipe(result: Result) -> bool:
     """True when a stage ended because the next one stopped reading (SIGPIPE or exit 141)."""
     return result.ended in ("exit", "signal") and result.returncode in (-signal.SIGPIPE, 128 + signal.SIGPIPE)
@@ -108,7 +112,7 @@ class Pipeline(Running):
         self._out, self._err = Capture(capture_limit), Capture(capture_limit)
         self._spill = Spill(keep=keep_log)
         self._labels = {
-            i: Labeller(f"[{i + 1} {s if isinstance(s, PyStage) else s.name}] ", self._emit, stream="stderr")
+            i: Labeller(self._emit, dict.fromkeys(("stdout", "stderr"), _label(i, s)), into="stderr")
             for i, s in enumerate(stages)
         }
         self._procs, self._py_tasks, self._stops = {}, {}, []

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from .text import shorten
+
 Ended = Literal["exit", "signal", "timeout", "interrupted", "killed"]
 """How a command ended.
 
@@ -63,7 +65,7 @@ class Result:
 
     def __repr__(self) -> str:
         return (
-            f"<Result {_shorten(self.command, 60)!r}: {self.describe()} · {format_seconds(self.duration)}, "
+            f"<Result {shorten(self.command, 60)!r}: {self.describe()} · {format_seconds(self.duration)}, "
             f"stdout {len(self.stdout):,} chars, stderr {len(self.stderr):,} chars>"
         )
 
@@ -89,7 +91,7 @@ class Result:
         if self.ended != "timeout":  # "timed out after N s" already says how long
             tail += f" · {format_seconds(self.duration)}"
         room = max(width - len(tail) - 2, 10)
-        return f"{_shorten(self.command, room)!s}{tail}"
+        return f"{shorten(self.command, room)!s}{tail}"
 
 
 class CommandError(Exception):
@@ -133,11 +135,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def _shorten(command: str, room: int) -> str:
-    first = command.strip().splitlines()[0] if command.strip() else ""
-    more = first != command.strip()
-    if len(first) > room or more:
-        first = first[: room - 1] + "…"
-    return first

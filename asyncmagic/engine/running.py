@@ -36,6 +36,8 @@ class Running(metaclass=NoPublicConstructor):
 
     command: str
     started_at: datetime
+    pid: int | None
+    """The pid of its (first) process."""
     _timeout: float | None
     _ended: Ended | None
     """Why we stopped it (the first reason given wins), None while it ends by itself."""
@@ -94,6 +96,10 @@ class Running(metaclass=NoPublicConstructor):
         """End the whole tree now, blocking (SIGTERM, the grace, SIGKILL), for synchronous
         code whose own loop cannot run meanwhile; the Result follows once the loop runs."""
         end_groups_now(self._ending_now(grace))
+
+    def log_path(self) -> str:
+        """A file holding all of the output shown, written as it arrived."""
+        raise NotImplementedError
 
     # -- what each kind says ---------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 
 def utf8_decoder() -> codecs.IncrementalDecoder:
@@ -33,23 +33,36 @@ class Lines:
 
 
 class Labeller:
-    """Prefixes every line of one source with its label, passing on whole lines only, so
-    the lines of several sources written to one stream never break into each other."""
+    """Prefixes every line with its stream's label and passes on whole lines only, so the
+    lines of several sources written to one stream never break into each other; what is
+    left of an unfinished line is passed on, as a line, by :meth:`close`."""
 
-    def __init__(self, label: str, emit: Callable[[str, str], None], stream: str | None = None) -> None:
-        self._label = label
+    def __init__(
+        self, emit: Callable[[str, str], None], labels: Mapping[str, str], into: str | None = None
+    ) -> None:
         self._emit = emit
-        self._stream = stream
+        self._labels = labels
+        self._into = into
         """The stream everything goes to (a pipeline's stages: stderr), else each its own."""
         self._lines: dict[str, Lines] = {}
 
     def __call__(self, stream: str, text: str) -> None:
         lines = self._lines.setdefault(stream, Lines()).feed(text)
         if lines:
-            self._emit(self._stream or stream, "".join(f"{self._label}{line}\n" for line in lines))
+            label = self._labels[stream]
+            self._emit(self._into or stream, "".join(f"{label}{line}\n" for line in lines))
 
     def close(self) -> None:
-        """Pass on what is left of an unfinished line, as a line."""
         for stream, lines in self._lines.items():
             if rest := lines.rest():
-                self._emit(self._stream or stream, f"{self._label}{rest}\n")
+                self._emit(self._into or stream, f"{self._labels[stream]}{rest}\n")
+
+
+def shorten(command: str, room: int) -> str:
+    """A command in at most ``room`` characters on one line: its first line, spaces
+    collapsed, ending ``…`` when anything was left out."""
+    lines = command.strip().splitlines()
+    first = " ".join(lines[0].split()) if lines else ""
+    if len(first) > room or len(lines) > 1:
+        first = first[: room - 1] + "…"
+    return first

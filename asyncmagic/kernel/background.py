@@ -20,6 +20,7 @@ import asyncio
 import contextvars
 import sys
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from IPython.display import DisplayHandle, display
@@ -29,9 +30,11 @@ from ..display.status import StatusLine, client_kind, redraws_in_place, status_t
 from ..engine.capture import until_exit
 from ..engine.jobs import Job, JobTable
 from ..engine.process import end_all_now
-from ..engine.result import CommandError
-from .foreground import Launch, Runner, live_output, name_the_source, start_runner
+from ..engine.result import Result
+from ..engine.running import Running
+from .foreground import Launch, live_output, start_running
 from .options import RunSettings
+from .policy import report_job, store
 
 STATUS_EVERY = 1.0
 """Seconds between two updates of a running job's status line (the cap is 5 a second)."""
@@ -44,6 +47,20 @@ class StoppedWatching(Exception):
         return [f"StoppedWatching: {self}"]
 
 
+class CellJob(Job):
+    """A job started by a cell. Awaiting it (``await job``) is the kernel's: it shows what
+    this client missed, then raises for a failure as the cell's options say."""
+
+    def __init__(self, *args: Any, background: Background) -> None:
+        super().__init__(*args)
+        self._background = background
+
+    async def wait(self, timeout: float | None = None) -> Result:
+        result = await super().wait(timeout)
+        self._background.settle(self)
+        return result
+
+
 class Background:
     """The jobs of one IPython shell and what ties them to cells."""
 
@@ -52,6 +69,8 @@ class Background:
         self.jobs = JobTable()
         self.loop = _loop()
         """The loop jobs run on, found once: a job started from another thread runs here too."""
+        self._followers: dict[int, asyncio.Future[None]] = {}
+        """Each job's task that streams its end into its cell (kept: a task needs an owner)."""
         self._seen: dict[int, int | None] = {}  # job id -> transcript chunks its cell received
         self._settings: dict[int, RunSettings] = {}
         self._quiet: set[int] = set()
@@ -73,16 +92,16 @@ class Background:
             self._turned_on_asyncio_gui = False
         end_all_now()
 
-    def start(self, command: str, launch: Launch, run: RunSettings, namespace: dict[str, Any]) -> Job:
+    def start(self, command: str, launch: Launch, settings: RunSettings, namespace: dict[str, Any]) -> Job:
         """Start a job of the current cell with ``launch`` and return it at once."""
-        live = live_output(run)
+        live = live_output(settings)
         notebook = hasattr(self.shell, "kernel")
         in_place = redraws_in_place()
         context = contextvars.copy_context()
         if not notebook:
             self._keep_the_loop_running_at_the_prompt()
 
-        async def starting(job: Job) -> Runner:
+        async def starting(job: Job) -> Running:
             def on_output(stream: str, text: str) -> None:
                 job.record(stream, text)
                 if live is not None:
@@ -92,36 +111,34 @@ class Background:
             # where displays are shown once (jupyter console), only once it says something true.
             handle = display(StatusLine(status_text(job)), display_id=True) if in_place else None
             try:
-                runner = await start_runner(launch, on_output, getattr(live, "flow", None))
+                running = await start_running(launch, on_output, getattr(live, "flow", None))
             except BaseException:
                 if handle is not None:
                     handle.update(StatusLine(f"[job {job.id}] failed to start"))
                 raise
-            started = StatusLine(f"[job {job.id}] started · pid {runner.pid}")
+            started = StatusLine(f"[job {job.id}] started · pid {running.pid}")
             if handle is not None:
                 handle.update(started)
             elif notebook:  # still within its cell, so even a headless run keeps it
                 handle = display(started, display_id=True)
-            job.follower = asyncio.ensure_future(
-                self._follow(job, runner, run, namespace, live, handle, in_place=in_place)
+            self._followers[job.id] = asyncio.ensure_future(
+                self._follow(job, running, settings, namespace, live, handle, in_place=in_place)
             )
-            return runner
+            return running
 
-        job = context.run(self.jobs.start, command, starting, self.loop)
+        job = context.run(self.jobs.start, command, starting, self.loop, partial(CellJob, background=self))
         self._seen[job.id] = None
-        self._settings[job.id] = replace(run, input=None)  # not the source: it may be big
-        if run.quiet:
+        self._settings[job.id] = replace(settings, input=None)  # not the source: it may be big
+        if settings.quiet:
             self._quiet.add(job.id)
-        job.on_wait = self.settle
-        if run.result:
-            namespace[run.result] = job
+        store(namespace, settings, result=job)
         return job
 
     async def _follow(
         self,
         job: Job,
-        proc: Runner,
-        run: RunSettings,
+        proc: Running,
+        settings: RunSettings,
         namespace: dict[str, Any],
         live: LiveOutput | None,
         handle: DisplayHandle | None,
@@ -139,10 +156,7 @@ class Background:
         result = ended.result()
         if live is not None:
             await live.aclose(proc.log_path)
-        if run.out:
-            namespace[run.out] = result.stdout
-        if run.err:
-            namespace[run.err] = result.stderr
+        store(namespace, settings, stdout=result.stdout, stderr=result.stderr)
         if handle is None:  # a terminal: said at the next prompt, not inside another command's output
             self._unreported.append(job)
             if not self._cell_running:
@@ -259,13 +273,8 @@ class Background:
                 self.replay(job)
             if say_status:
                 print(status_text(job), file=sys.stdout if job.result and job.result.ok else sys.stderr)
-        result, run = job.result, self._settings.get(job.id)
-        if result is None or result.ok or (run is not None and not run.raise_on_error):
-            return
-        # A job killed on request is not a failure to report: someone asked for it. One
-        # whose input failed was ended by that failure, which is.
-        if result.ended != "killed" or result.error is not None:
-            raise CommandError(result if run is None else name_the_source(result, run))
+        if job.result is not None:
+            report_job(job.result, self._settings.get(job.id))
 
     def _drops_late_output(self) -> bool:
         """True when the client of the current cell runs headless (its execute request said

@@ -22,7 +22,8 @@ from IPython.display import display
 from traitlets import Bool, Float, Int, TraitError, Unicode, validate
 
 from ..display.output import PAGE_CEILING
-from ..display.status import JobsView, status_text
+from ..display.status import status_text
+from ..display.table import jobs_table
 from ..engine.capture import prepare_log_dir
 from ..engine.flow import Flow
 from ..engine.jobs import Job
@@ -36,8 +37,17 @@ from . import awaiting, parallel, pipesyntax
 from .asking import asker
 from .background import Background
 from .foreground import Launch, run_for_cell
-from .options import RunSettings, parse, pipeline_options, plain_help, run_options, settings, split_command
+from .options import (
+    RunSettings,
+    parse,
+    pipeline_options,
+    plain_help,
+    run_options,
+    run_settings,
+    split_command,
+)
 from .pipesyntax import PipelineSpec
+from .policy import first_of
 
 _NOT_FOR_PIPELINES = {
     "--interactive": "a pipeline's stdin is its first stage's input",
@@ -119,11 +129,11 @@ class AsyncMagics(Magics):
         interrupt) raises CommandError, shown as one line, unless --no-raise.
         ``x = %arun cmd`` stores the Result in x (with --bg, the Job).
         """
-        command, run = self._arun_args(line, cell)
-        if run.background:
-            _ready_needs_the_loop(run)
-            return self._start_job(command, run)
-        return awaiting.run_blocking(self._arun(command, run, value=True))
+        command, settings = self._arun_args(line, cell)
+        if settings.background:
+            _ready_needs_the_loop(settings)
+            return self._start_job(command, settings)
+        return awaiting.run_blocking(self._arun(command, settings, value=True))
 
     @plain_help
     @magic_arguments()
@@ -224,54 +234,59 @@ class AsyncMagics(Magics):
         else:
             options, command = line, cell
         args = parse(self.arun.parser, options)
-        run = self._settings(args, keep=self.keep_shell_state, ask=self.ask)
-        if run.keep and os.path.basename(run.shell or self.default_shell or default_shell()) != "bash":
+        settings = self._settings(args, keep=self.keep_shell_state, ask=self.ask)
+        if (
+            settings.keep
+            and os.path.basename(settings.shell or self.default_shell or default_shell()) != "bash"
+        ):
             raise UsageError("--keep needs bash: bash alone carries its state across runs (BASH_ENV)")
-        return command, run
+        return command, settings
 
     async def _arun_awaited(self, line: str, cell: str | None, *, value: bool) -> Any:
-        command, run = self._arun_args(line, cell)
-        if run.background:
-            job = self._start_job(command, run)
-            await _started(job, run)
+        command, settings = self._arun_args(line, cell)
+        if settings.background:
+            job = self._start_job(command, settings)
+            await _started(job, settings)
             return job if value else None
-        return await self._arun(command, run, value=value)
+        return await self._arun(command, settings, value=value)
 
-    async def _arun(self, command: str, run: RunSettings, *, value: bool) -> Any:
+    async def _arun(self, command: str, settings: RunSettings, *, value: bool) -> Any:
         namespace = self.shell.user_ns
-        if run.parallel:
-            results = await parallel.run_for_cell(
+        if settings.parallel:
+            results = await parallel.run_lines_for_cell(
                 command,
-                run,
-                lambda line: self._command_launcher(line, run.logged_as(self._cell(), line)),
+                settings,
+                lambda line: self._launch_command(line, settings.logged_as(self._cell(), line)),
                 namespace,
             )
             return results if value else None
-        if run.keep:
-            return await self._arun_kept(command, run, value=value)
-        launch = self._command_launcher(command, run.logged_as(self._cell(), command))
-        result = await run_for_cell(launch, run, namespace, command=command)
+        if settings.keep:
+            return await self._arun_kept(command, settings, value=value)
+        launch = self._launch_command(command, settings.logged_as(self._cell(), command))
+        result = await run_for_cell(launch, settings, namespace, command=command)
         return result if value else None
 
-    async def _arun_kept(self, command: str, run: RunSettings, *, value: bool) -> Any:
+    async def _arun_kept(self, command: str, settings: RunSettings, *, value: bool) -> Any:
         """``--keep``: start from the kept shell state; what the run leaves is kept."""
         state = self.kept_shell.state
-        if run.cwd is None and state is not None and not os.path.isdir(state.cwd):
+        if settings.cwd is None and state is not None and not os.path.isdir(state.cwd):
             print(f"--keep: {state.cwd} is gone; starting in {os.getcwd()}", file=sys.stderr)
             self.kept_shell.state = replace(state, cwd=os.getcwd())
-        with self.kept_shell.carried(run.env, run.cwd) as (env, cwd):
-            run = replace(run, env=env, cwd=cwd).logged_as(self._cell(), command)
+        with self.kept_shell.carried(settings.env, settings.cwd) as (env, cwd):
+            settings = replace(settings, env=env, cwd=cwd).logged_as(self._cell(), command)
             result = await run_for_cell(
-                self._command_launcher(command, run), run, self.shell.user_ns, command=command
+                self._launch_command(command, settings), settings, self.shell.user_ns, command=command
             )
         return result if value else None
 
-    def _start_job(self, command: str, run: RunSettings) -> Job:
-        launch = self._command_launcher(command, run.logged_as(f"job{self.background.jobs.next_id}", command))
-        return self.background.start(command, launch, run, self.shell.user_ns)
+    def _start_job(self, command: str, settings: RunSettings) -> Job:
+        launch = self._launch_command(
+            command, settings.logged_as(f"job{self.background.jobs.next_id}", command)
+        )
+        return self.background.start(command, launch, settings, self.shell.user_ns)
 
     def _settings(self, args: Any, keep: bool = False, ask: bool = False) -> RunSettings:
-        return settings(
+        return run_settings(
             args,
             self.shell.user_ns,
             timeout=self.timeout,
@@ -299,20 +314,20 @@ class AsyncMagics(Magics):
     def _cell(self) -> str:
         return f"cell{self.shell.execution_count}"
 
-    def _command_launcher(self, command: str, run: RunSettings) -> Launch:
-        shell = run.shell or self.default_shell or default_shell()
-        ask = asker(self.shell, background=run.background) if run.ask else None
+    def _launch_command(self, command: str, settings: RunSettings) -> Launch:
+        shell = settings.shell or self.default_shell or default_shell()
+        ask = asker(self.shell, background=settings.background) if settings.ask else None
 
         def launch(on_output: OutputCallback | None, flow: Flow | None) -> Awaitable[Process]:
             return start(
                 command,
                 shell=shell,
-                stdin="pipe" if run.interactive else None,
-                pty=run.pty,
+                stdin="pipe" if settings.interactive else None,
+                pty=settings.pty,
                 ask=ask,
                 on_output=on_output,
                 flow=flow,
-                **run.engine_options(),
+                **settings.engine_options(),
             )
 
         return launch
@@ -339,48 +354,48 @@ class AsyncMagics(Magics):
         any stage fails, except a stage ended by SIGPIPE because a later one stopped
         reading. ``x = %apipe ...`` returns the Result; its ``stages`` say how each ended.
         """
-        spec, run, dry = self._apipe_args(line)
+        spec, settings, dry = self._apipe_args(line)
         if dry:
             print(spec.dry_run())
             return None
-        if run.background:
-            _ready_needs_the_loop(run)
-            return self._start_pipeline_job(spec, run)
-        return awaiting.run_blocking(self._apipe(spec, run, value=True))
+        if settings.background:
+            _ready_needs_the_loop(settings)
+            return self._start_pipeline_job(spec, settings)
+        return awaiting.run_blocking(self._apipe(spec, settings, value=True))
 
     def _apipe_args(self, line: str) -> tuple[PipelineSpec, RunSettings, bool]:
         options, text = split_command(line, self.apipe.parser)
         args = parse(self.apipe.parser, options, absent=_NOT_FOR_PIPELINES)
-        run = self._settings(args)
+        settings = self._settings(args)
         try:
             spec = pipesyntax.parse(text, self.shell.user_ns)
             if not args.dry_run:
-                pipesyntax.check_commands(spec, env={**os.environ, **run.env}, cwd=run.cwd)
+                pipesyntax.check_commands(spec, env={**os.environ, **settings.env}, cwd=settings.cwd)
         except pipesyntax.PipeSyntaxError as exc:
             raise UsageError(f"%apipe: {exc}") from None
-        return spec, run, args.dry_run
+        return spec, settings, args.dry_run
 
     async def _apipe_awaited(self, line: str, *, value: bool) -> Any:
-        spec, run, dry = self._apipe_args(line)
+        spec, settings, dry = self._apipe_args(line)
         if dry:
             print(spec.dry_run())
             return None
-        if run.background:
-            job = self._start_pipeline_job(spec, run)
-            await _started(job, run)
+        if settings.background:
+            job = self._start_pipeline_job(spec, settings)
+            await _started(job, settings)
             return job if value else None
-        return await self._apipe(spec, run, value=value)
+        return await self._apipe(spec, settings, value=value)
 
-    async def _apipe(self, spec: PipelineSpec, run: RunSettings, *, value: bool) -> Any:
+    async def _apipe(self, spec: PipelineSpec, settings: RunSettings, *, value: bool) -> Any:
         command = " | ".join(map(str, spec.stages))
-        launch = _pipeline_launcher(spec, run.logged_as(self._cell(), command))
-        result = await run_for_cell(launch, run, self.shell.user_ns, command=command)
+        launch = _launch_pipeline(spec, settings.logged_as(self._cell(), command))
+        result = await run_for_cell(launch, settings, self.shell.user_ns, command=command)
         return result if value else None
 
-    def _start_pipeline_job(self, spec: PipelineSpec, run: RunSettings) -> Job:
+    def _start_pipeline_job(self, spec: PipelineSpec, settings: RunSettings) -> Job:
         command = " | ".join(str(stage) for stage in spec.stages)
-        launch = _pipeline_launcher(spec, run.logged_as(f"job{self.background.jobs.next_id}", command))
-        return self.background.start(command, launch, run, self.shell.user_ns)
+        launch = _launch_pipeline(spec, settings.logged_as(f"job{self.background.jobs.next_id}", command))
+        return self.background.start(command, launch, settings, self.shell.user_ns)
 
     # -- %ajobs --------------------------------------------------------------------------
 
@@ -404,7 +419,7 @@ class AsyncMagics(Magics):
         _check_ajobs_options(args)
         table = self.background.jobs
         if args.action == "list":
-            display(JobsView(table))
+            display(jobs_table(table))
             return True
         if args.action == "clear":
             print(f"forgot {table.clear()} finished job(s)")
@@ -434,7 +449,7 @@ class AsyncMagics(Magics):
                 self.background.replay(job, whole=True)
             print(status_text(job), file=sys.stderr if job.result and not job.result.ok else sys.stdout)
         if failed:
-            raise failed[0] if len(failed) == 1 else CommandError(failed[0].result)
+            raise first_of(failed)
 
     async def _look(self, args: Any, jobs: list[Job]) -> None:
         """show, tail and attach: one job's output in this cell."""
@@ -461,7 +476,7 @@ class AsyncMagics(Magics):
             raise UsageError(f"%ajobs: {exc.args[0]}") from None
 
 
-def _pipeline_launcher(spec: PipelineSpec, run: RunSettings) -> Launch:
+def _launch_pipeline(spec: PipelineSpec, settings: RunSettings) -> Launch:
     def launch(on_output: OutputCallback | None, flow: Flow | None) -> Awaitable[Pipeline]:
         return start_pipeline(
             spec.stages,
@@ -470,23 +485,23 @@ def _pipeline_launcher(spec: PipelineSpec, run: RunSettings) -> Launch:
             append=spec.append,
             on_output=on_output,
             flow=flow,
-            **run.engine_options(),
+            **settings.engine_options(),
         )
 
     return launch
 
 
-async def _started(job: Job, run: RunSettings) -> None:
+async def _started(job: Job, settings: RunSettings) -> None:
     """Wait until a job's process exists, so its pid is known when the cell returns; with
     ``--ready``, until it is ready to use."""
-    if run.ready is not None:
+    if settings.ready is not None:
         try:
-            await job.ready(run.ready, run.ready_timeout)
+            await job.ready(settings.ready, settings.ready_timeout)
         except asyncio.CancelledError:  # job.ready() ended the job
             if job.result is None:
                 raise
             raise CommandError(
-                job.result, f"interrupted before ready: {run.ready}; job {job.id} killed"
+                job.result, f"interrupted before ready: {settings.ready}; job {job.id} killed"
             ) from None
         return
     try:
@@ -506,8 +521,8 @@ def _check_ajobs_options(args: Any) -> None:
         raise UsageError("%ajobs: --replay goes with wait")
 
 
-def _ready_needs_the_loop(run: RunSettings) -> None:
-    if run.ready is not None:
+def _ready_needs_the_loop(settings: RunSettings) -> None:
+    if settings.ready is not None:
         raise UsageError(
             "--ready needs the kernel's event loop, which this call blocks: "
             "run it at the top level of a cell (with %autoawait on), or await job.ready()"

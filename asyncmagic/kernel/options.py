@@ -294,7 +294,7 @@ class RunSettings:
         }
 
 
-def settings(
+def run_settings(
     args: argparse.Namespace,
     namespace: dict[str, Any],
     *,
