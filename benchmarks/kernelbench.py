@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from kernel import Execution, Kernel
+from kernelclient import Execution, Kernel
 
 
 @dataclass

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from kernel import Kernel
+from kernelclient import Kernel
 
 
 @pytest.fixture(scope="session")

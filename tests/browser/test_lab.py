@@ -157,7 +157,7 @@ def test_ask_shows_an_input_box_and_the_answer_continues_the_command(lab, page):
 
 
 def test_the_stop_button_while_a_box_is_open_ends_the_command(lab, page, marker):
-    from kernel import processes_with
+    from kernelclient import processes_with
 
     stopped = f"%%arun --ask\nread -p 'Never answered: ' x # {marker}"
     again = "%arun --ask read -p 'Again: ' y; echo got $y"

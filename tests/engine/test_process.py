@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kernel import processes_with, sleeping
+from kernelclient import processes_with, sleeping
 
 from asyncmagic import Process, run, start
 

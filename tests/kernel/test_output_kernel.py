@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from kernel import Execution, Kernel
+from kernelclient import Execution, Kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -220,7 +220,7 @@ def test_pty_gives_the_child_a_terminal(kernel: Kernel):
 
 
 def test_pty_commands_end_on_timeout_and_interrupt(kernel: Kernel, marker: str):
-    from kernel import processes_with, sleeping
+    from kernelclient import processes_with, sleeping
 
     ex = kernel.execute(f"%arun --pty -t 0.5 sleep {marker} & sleep {marker}")
     assert "timed out after 0.5 s" in ex.error["evalue"] and processes_with(marker) == []
@@ -284,7 +284,7 @@ def test_parallel_timeout_applies_to_each_command(kernel: Kernel):
 
 
 def test_parallel_interrupt_ends_every_command(kernel: Kernel, marker: str):
-    from kernel import processes_with, sleeping
+    from kernelclient import processes_with, sleeping
 
     ex = kernel.execute(
         f"%%arun --parallel\nsleep {marker}\nsleep {marker}",

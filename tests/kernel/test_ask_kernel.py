@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kernel import Execution, Kernel, none_left, processes_with, usage_error
+from kernelclient import Execution, Kernel, none_left, processes_with, usage_error
 
 pytestmark = pytest.mark.kernel
 

@@ -6,7 +6,6 @@ import random
 
 import pytest
 
-from asyncmagic.display.output import HeadTail
 from asyncmagic.engine.capture import Capture, notice
 
 
@@ -44,15 +43,3 @@ def test_capture_under_the_limit_is_whole():
     for piece in ["a" * 600, "b\n" * 200]:
         capture.append(piece)
     assert capture.text() == "a" * 600 + "b\n" * 200 and not capture.truncated
-
-
-@pytest.mark.parametrize("seed", range(8))
-def test_head_tail_shows_the_first_and_last_lines_and_counts_the_rest(seed: int):
-    rng = random.Random(seed)
-    text = sample(rng, 5_000)
-    limit = HeadTail(max_lines=100, max_chars=1_000_000)
-    shown = "".join(limit.admit("stdout", piece) for piece in chunked(text, rng))
-    tail = "".join(t for _, t in limit.finish())
-    lines = text.splitlines(keepends=True)
-    assert shown == "".join(lines[:50]) and tail == "".join(lines[-50:])
-    assert limit.hidden_lines == 4_900 and limit.hidden_chars == len(text) - len(shown) - len(tail)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kernel import Kernel, processes_with, sleeping
+from kernelclient import Kernel, processes_with, sleeping
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -72,12 +72,13 @@ def test_await_returns_the_result_and_raises_only_where_awaited(kernel: Kernel):
 def test_job_handle_attributes(kernel: Kernel):
     ex = kernel.run(
         "_h = %arun --bg -q echo out; echo err >&2\n"
-        "print(type(_h).__name__, _h.id > 0, isinstance(_h.pid, int), _h.command)\n"
+        "import asyncmagic\n"
+        "print(isinstance(_h, asyncmagic.Job), _h.id > 0, isinstance(_h.pid, int), _h.command)\n"
         "await _h.wait()\n"
         "print(repr(_h.stdout), repr(_h.stderr), _h.result.ok)"
     )
     lines = ex.stdout.splitlines()
-    assert lines[0] == "Job True True echo out; echo err >&2"
+    assert lines[0] == "True True True echo out; echo err >&2"
     assert lines[-1] == "'out\\n' 'err\\n' True"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kernel import Kernel
+from kernelclient import Kernel
 
 pytestmark = pytest.mark.kernel
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kernel import Kernel, none_left, processes_with, sleeping, usage_error
+from kernelclient import Kernel, none_left, processes_with, sleeping, usage_error
 
 pytestmark = pytest.mark.kernel
 

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-DEMO = Path(__file__).resolve().parent.parent / "demo.ipynb"
+DEMO = Path(__file__).resolve().parents[2] / "demo.ipynb"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kernel import Kernel, processes_with, sleeping
+from kernelclient import Kernel, processes_with, sleeping
 
 pytestmark = pytest.mark.kernel
 

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from kernel import Kernel, none_left, processes_with, sleeping
+from kernelclient import Kernel, none_left, processes_with, sleeping
 
 pytestmark = pytest.mark.kernel
 

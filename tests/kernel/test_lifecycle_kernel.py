@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kernel import Kernel, none_left, sleeping
+from kernelclient import Kernel, none_left, sleeping
 
 pytestmark = pytest.mark.kernel
 

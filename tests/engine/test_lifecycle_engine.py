@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from kernel import none_left, processes_with, sleeping
+from kernelclient import none_left, processes_with, sleeping
 
 import asyncmagic
 from asyncmagic.engine import capture

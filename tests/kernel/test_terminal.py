@@ -95,7 +95,7 @@ def test_arun_streams_in_terminal_ipython(terminal: Terminal):
 
 
 def test_ctrl_c_interrupts_a_command_in_terminal_ipython(terminal: Terminal, marker: str):
-    from kernel import processes_with
+    from kernelclient import processes_with
 
     terminal.read_until("In [1]:")
     terminal.type("%load_ext asyncmagic")
