@@ -13,15 +13,10 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any
 
-from .pipeline import Pipeline
-from .process import Process
 from .readiness import FIRST_PAUSE, LAST_PAUSE, Readiness, parse_readiness
 from .result import CommandError, Result, format_seconds
-from .running import through_cancellations
+from .running import Running, through_cancellations
 from .text import Lines
-
-Running = Process | Pipeline
-"""What a job runs: one command or a pipeline."""
 
 TRANSCRIPT_LIMIT = 2_000_000
 """Characters of a job's latest output kept for ``expect`` and replay (the Result keeps

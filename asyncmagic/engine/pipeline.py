@@ -136,12 +136,6 @@ class Pipeline(Running):
         """A file with all the output shown: the last stage's stdout and the labelled stderr."""
         return self._spill.materialize()
 
-    async def send(self, data: str | bytes) -> None:
-        raise BrokenPipeError("a pipeline's stdin is not interactive")
-
-    async def close_stdin(self) -> None:
-        raise BrokenPipeError("a pipeline's stdin is not interactive")
-
     # -- starting ------------------------------------------------------------------------
 
     async def _start_stage(self, index: int, reads: _Fd | None, writes: _Fd | None, **options: Any) -> None:

@@ -97,9 +97,28 @@ class Running(metaclass=NoPublicConstructor):
         code whose own loop cannot run meanwhile; the Result follows once the loop runs."""
         end_groups_now(self._ending_now(grace))
 
+    @property
+    def stdout(self) -> str:
+        """Standard output received so far (head and tail past the capture limit)."""
+        raise NotImplementedError
+
+    @property
+    def stderr(self) -> str:
+        """Standard error received so far (head and tail past the capture limit)."""
+        raise NotImplementedError
+
     def log_path(self) -> str:
         """A file holding all of the output shown, written as it arrived."""
         raise NotImplementedError
+
+    async def send(self, data: str | bytes) -> None:
+        """Write to its stdin and wait until it is taken; only a command started with
+        ``stdin="pipe"`` has one to write to."""
+        raise BrokenPipeError(f"a {type(self).__name__.lower()}'s stdin is not interactive")
+
+    async def close_stdin(self) -> None:
+        """Send end-of-file on its stdin."""
+        raise BrokenPipeError(f"a {type(self).__name__.lower()}'s stdin is not interactive")
 
     # -- what each kind says ---------------------------------------------------------------
 

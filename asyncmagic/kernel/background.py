@@ -26,7 +26,7 @@ from typing import Any
 from IPython.display import DisplayHandle, display
 
 from ..display.output import LiveOutput
-from ..display.status import StatusLine, client_kind, redraws_in_place, status_text
+from ..display.status import StatusLine, client_kind, has_kernel, redraws_in_place, status_text
 from ..engine.capture import until_exit
 from ..engine.jobs import Job, JobTable
 from ..engine.process import end_all_now
@@ -95,10 +95,10 @@ class Background:
     def start(self, command: str, launch: Launch, settings: RunSettings, namespace: dict[str, Any]) -> Job:
         """Start a job of the current cell with ``launch`` and return it at once."""
         live = live_output(settings)
-        notebook = hasattr(self.shell, "kernel")
+        in_kernel = has_kernel()
         in_place = redraws_in_place()
         context = contextvars.copy_context()
-        if not notebook:
+        if not in_kernel:
             self._keep_the_loop_running_at_the_prompt()
 
         async def starting(job: Job) -> Running:
@@ -119,7 +119,7 @@ class Background:
             started = StatusLine(f"[job {job.id}] started · pid {running.pid}")
             if handle is not None:
                 handle.update(started)
-            elif notebook:  # still within its cell, so even a headless run keeps it
+            elif in_kernel:  # still within its cell, so even a headless run keeps it
                 handle = display(started, display_id=True)
             self._followers[job.id] = asyncio.ensure_future(
                 self._follow(job, running, settings, namespace, live, handle, in_place=in_place)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kernelclient import processes_with, sleeping
 
-from asyncmagic import Process, run, start
+from asyncmagic import run, start
 
 PY = sys.executable
 
@@ -238,11 +238,6 @@ def test_bad_values_are_refused():
         arun(run("true", grace=-1))
     with pytest.raises(FileNotFoundError):
         arun(run("true", shell="/no/such/shell"))
-
-
-def test_process_has_no_public_constructor():
-    with pytest.raises(TypeError, match=r"asyncmagic\.start"):
-        Process(_token=None)
 
 
 def test_many_runs_leak_no_fds():
