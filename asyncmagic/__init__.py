@@ -1,9 +1,11 @@
 """asyncmagic: run shell commands from IPython as asyncio subprocesses, streaming live.
 
 ``%load_ext asyncmagic`` registers the magics. The engine (:func:`run`, :func:`start`,
-:class:`Result`) is plain asyncio and works without IPython::
+:func:`run_pipeline`, :func:`start_pipeline`, :class:`Result`) is plain asyncio and works
+without IPython::
 
     result = await asyncmagic.run("ls -la", timeout=5)
+    result = await asyncmagic.run_pipeline([Command(("seq", "10")), Command(("wc", "-l"))])
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from .engine.jobs import Job
 from .engine.pipeline import Command, Pipeline, PyStage, Stage, run_pipeline, start_pipeline
 from .engine.process import Process, run, start
 from .engine.result import CommandError, Result
+from .engine.running import Running
 
 __all__ = [
     "Command",
@@ -23,6 +26,7 @@ __all__ = [
     "Process",
     "PyStage",
     "Result",
+    "Running",
     "Stage",
     "run",
     "run_pipeline",

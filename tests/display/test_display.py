@@ -10,24 +10,12 @@ from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from samples import chunked, sample
 
 from asyncmagic.display.output import Governor, HeadTail, LiveOutput, collapse_frames
 from asyncmagic.display.splitview import SplitContent, last_frames
 from asyncmagic.display.table import Table, summary_table
 from asyncmagic.engine.result import Result
-
-
-def chunked(text: str, rng: random.Random) -> list[str]:
-    pieces, pos = [], 0
-    while pos < len(text):
-        size = rng.choice([1, 7, 100, 3000, 70_000])
-        pieces.append(text[pos : pos + size])
-        pos += size
-    return pieces
-
-
-def sample(rng: random.Random, lines: int) -> str:
-    return "".join(f"{i}:" + "x" * rng.randrange(0, 300) + "\n" for i in range(lines))
 
 
 @pytest.mark.parametrize("seed", range(8))

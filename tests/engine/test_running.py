@@ -46,23 +46,6 @@ def test_a_process_and_a_pipeline_have_the_same_lifecycle(marker):
     assert processes_with(marker) == []
 
 
-def test_run_to_end_interrupts_the_tree_when_its_waiter_is_cancelled(marker):
-    async def main() -> None:
-        for run in (
-            asyncmagic.run(["sleep", marker]),
-            asyncmagic.run_pipeline([Command(("sleep", marker)), PyStage(lambda lines: lines, "same")]),
-        ):
-            task = asyncio.ensure_future(run)
-            while not processes_with(marker):
-                await asyncio.sleep(0.01)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            assert processes_with(marker) == []  # ended before the cancellation went on
-
-    asyncio.run(main())
-
-
 @pytest.mark.parametrize(
     "start",
     [
