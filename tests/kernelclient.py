@@ -220,6 +220,17 @@ def none_left(find: Callable[[str], list[int]], marker: str, within: float = 5.0
     return True
 
 
+def found(find: Callable[[str], list[int]], marker: str, within: float = 10.0) -> bool:
+    """Wait until ``find(marker)`` finds something: a command that ``exec``s its ``sleep``
+    is still its shell for a moment after it started."""
+    deadline = time.monotonic() + within
+    while not find(marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def sleeping(marker: str) -> list[int]:
     """Pids of live ``sleep MARKER`` processes themselves (not shells mentioning them)."""
     return [pid for pid in processes_with(marker) if _cmdline(pid) == f"sleep {marker}"]

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kernelclient import Kernel, none_left, processes_with, sleeping, usage_error
+from kernelclient import Kernel, found, none_left, processes_with, sleeping, usage_error
 
 pytestmark = pytest.mark.kernel
 
@@ -271,7 +271,7 @@ def test_interrupting_an_attach_stops_the_watching_not_the_job(kernel: Kernel, m
     ex = kernel.execute(f"%ajobs attach {job}", interrupt_when=lambda ex: "up" in ex.stdout)
     assert ex.error is not None and ex.error["ename"] == "StoppedWatching"
     assert "stopped watching; the job runs on" in ex.error["evalue"]
-    assert sleeping(marker) and kernel.eval("_job.state") == "running"
+    assert found(sleeping, marker) and kernel.eval("_job.state") == "running"
     kernel.run("await _job.kill()")
     assert none_left(sleeping, marker)
 
