@@ -103,3 +103,12 @@ def test_no_import_cycle() -> None:
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def test_every_package_is_in_the_distribution():
+    """A ``pip install .`` (not editable) ships only the packages pyproject.toml lists."""
+    import tomllib
+
+    listed = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    packages = {name for name, path in _modules().items() if path.name == "__init__.py"}
+    assert sorted(listed) == sorted(packages)
