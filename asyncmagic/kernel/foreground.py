@@ -128,10 +128,8 @@ def live_output(settings: RunSettings) -> LiveOutput | SplitView | None:
     """Where a run's output is shown, as its options say; None for ``--quiet``."""
     if settings.quiet:
         return None
-    if settings.split and client_kind() in (
-        "notebook",
-        "headless",
-    ):  # who redraws it, or keeps its last state
+    # A notebook redraws the two columns in place; a headless run keeps their last state.
+    if settings.split and client_kind() in ("notebook", "headless"):
         return SplitView(max_lines=settings.max_lines)
     # A terminal (or jupyter console) cannot redraw two columns in place: each line as it
     # comes, labelled.

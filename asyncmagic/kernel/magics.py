@@ -235,10 +235,8 @@ class AsyncMagics(Magics):
             options, command = line, cell
         args = parse(self.arun.parser, options)
         settings = self._settings(args, keep=self.keep_shell_state, ask=self.ask)
-        if (
-            settings.keep
-            and os.path.basename(settings.shell or self.default_shell or default_shell()) != "bash"
-        ):
+        shell = settings.shell or self.default_shell or default_shell()
+        if settings.keep and os.path.basename(shell) != "bash":
             raise UsageError("--keep needs bash: bash alone carries its state across runs (BASH_ENV)")
         return command, settings
 

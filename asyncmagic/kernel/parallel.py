@@ -89,9 +89,8 @@ async def run_parallel(lines: Sequence[str], settings: RunSettings, launcher: La
 
     async def one(index: int, command: str) -> Result:
         async with gate:
-            sink = (
-                None if live is None else Labeller(live, dict.fromkeys(("stdout", "stderr"), labels[index]))
-            )
+            label = dict.fromkeys(("stdout", "stderr"), labels[index])
+            sink = None if live is None else Labeller(live, label)
             started_at = datetime.now(timezone.utc)
             try:
                 proc = await start_running(launcher(command), sink, getattr(live, "flow", None))
