@@ -68,5 +68,5 @@ def test_a_start_that_fails_leaves_no_fd_and_no_process(start):
 
     before, live = fds(), set(process_module.live_processes())
     asyncio.run(main())
-    assert fds() == before
+    assert fds() <= before  # none left open (an earlier test's may close meanwhile)
     assert set(process_module.live_processes()) <= live  # what other tests left is theirs
