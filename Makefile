@@ -21,8 +21,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check asyncmagic tests benchmarks scripts
 	$(VENV)/bin/ruff format --check asyncmagic tests benchmarks scripts
 
-test: lint  ## ruff, then every test (the browser tests need Debian's chromium: installed if missing)
+test: lint  ## ruff, then every test (browser tests need Debian's chromium, remote ones its sshd: installed if missing)
 	sh scripts/install_chromium.sh
+	sh scripts/install_sshd.sh
 	$(PY) -m pytest -q -rs -p no:cacheprovider
 
 bench: $(STAMP)  ## the benchmarks of the README's table; each runs even if one before it failed

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 from kernelclient import Kernel
+from sshservers import SSHServers, why_not
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +21,14 @@ def kernel() -> Iterator[Kernel]:
 def marker() -> str:
     """A unique number of seconds for ``sleep``, so a test can find exactly its processes."""
     return f"1000.{uuid.uuid4().int % 10**12:012d}"
+
+
+@pytest.fixture(scope="session")
+def ssh_servers() -> Iterator[SSHServers]:
+    """Three real sshd servers on 127.0.0.1 (``host0``..``host2`` in their ssh_config)."""
+    reason = why_not()
+    if reason is not None:
+        pytest.skip(f"no sshd: {reason}")
+    servers = SSHServers(3)
+    yield servers
+    servers.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
 
 from ..engine.jobs import Job
 from ..engine.result import Result, format_seconds
@@ -91,9 +93,11 @@ def jobs_table(jobs: Iterable[Job]) -> Table:
     return Table(("id", "command", "pid", "state", "elapsed", "exit", "bytes out"), rows, empty="no jobs")
 
 
-def summary_table(results: Sequence[Result], labels: Sequence[str] | None = None) -> Table:
-    """The table that ends a ``--parallel`` cell: command, status, exit, duration, bytes out;
-    the failed rows marked, each command whole in its tooltip."""
+def summary_table(
+    results: Sequence[Result], labels: Sequence[str] | None = None, what: str = "command"
+) -> Table:
+    """The table that ends a ``--parallel`` or ``--host`` cell: command (or host), status,
+    exit, duration, bytes out; the failed rows marked, each command whole in its tooltip."""
     names = labels if labels is not None else [shorten(r.command, 60) for r in results]
     rows = [
         (
@@ -106,9 +110,9 @@ def summary_table(results: Sequence[Result], labels: Sequence[str] | None = None
         for name, r in zip(names, results, strict=True)
     ]
     failed = [not r.ok for r in results]
-    title = f"{len(rows)} command{'s' if len(rows) != 1 else ''}, {sum(failed)} failed"
+    title = f"{len(rows)} {what}{'s' if len(rows) != 1 else ''}, {sum(failed)} failed"
     return Table(
-        ("command", "status", "exit", "duration", "bytes out"),
+        (what, "status", "exit", "duration", "bytes out"),
         rows,
         title=title,
         failed=failed,
@@ -122,3 +126,23 @@ def _bytes_out(result: Result) -> int:
     if result.log_path is not None and os.path.exists(result.log_path):
         return os.path.getsize(result.log_path)
     return len((result.stdout + result.stderr).encode())
+
+
+def connections_table(rows: Sequence[dict[str, Any]]) -> Table:
+    """``%ajobs hosts``: one row per open SSH connection."""
+    now = datetime.now(timezone.utc)
+    return Table(
+        ("host", "address", "user", "open for", "sessions"),
+        [
+            (
+                row["host"],
+                row["peer"],
+                row["user"],
+                format_seconds((now - row["opened_at"]).total_seconds()),
+                str(row["sessions"]),
+            )
+            for row in rows
+        ],
+        empty="no open SSH connections",
+        left=0,
+    )

@@ -10,13 +10,13 @@ import asyncio
 import atexit
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime
 from typing import Any
 
 from . import watchdog
-from .capture import Capture, KeptLog, Spill
+from .capture import KeptLog
 from .flow import Flow
 from .prompts import (
     FIRST_PAUSE,
@@ -29,16 +29,15 @@ from .prompts import (
     reading_terminal,
     unread_output,
 )
+from .pump import OutputCallback, Pump
+from .remote import RemoteProcess, start_remote
 from .result import Ended, Result
 from .running import Running, now, run_to_end, through_cancellations
 from .spawning import argv_of, child_env, spawn
-from .stdin import InputSource, WriteGate, check_source, feed, input_failed, lines_of
+from .ssh import SSHSettings
+from .stdin import InputSource, check_source, feed, input_failed, lines_of
 from .stopping import INTERRUPT_GRACE, end_group, end_groups_now, group_alive
 from .terminal import Terminal, controlling_terminal
-from .text import utf8_decoder
-
-OutputCallback = Callable[[str, str], None]
-"""Called as ``on_output(stream, text)`` with ``stream`` "stdout" or "stderr", in arrival order."""
 
 EOF_AFTER_GROUP_GONE = 0.5
 """Seconds to keep waiting for end-of-file once no process of the group is left.
@@ -46,71 +45,6 @@ EOF_AFTER_GROUP_GONE = 0.5
 A process that moved to another session (``setsid``) may still hold the pipe; we stop
 listening to it rather than hang.
 """
-
-PROMPT_TAIL = 500
-"""Characters of the last line an ``ask`` command printed that are kept (its prompt)."""
-
-_STREAM_NAMES = {1: "stdout", 2: "stderr"}
-
-
-class _Pump(asyncio.SubprocessProtocol):
-    """Receives the child's pipes: decodes, captures and forwards output as it arrives."""
-
-    def __init__(
-        self,
-        on_output: OutputCallback | None,
-        loop: asyncio.AbstractEventLoop,
-        pipes: tuple[int, ...],
-        capture_limit: int | None,
-        keep_log: KeptLog | None,
-        watches_prompts: bool,
-    ) -> None:
-        self._on_output = on_output
-        self._decoders = {fd: utf8_decoder() for fd in (1, 2)}
-        self.captured = {fd: Capture(capture_limit) for fd in (1, 2)}
-        self.spill = Spill(keep=keep_log)
-        self.eof = {fd: loop.create_future() for fd in pipes}
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.stdin = WriteGate()
-        self.watches_prompts = watches_prompts
-        """For ``ask``: then the pump counts the pieces of output and keeps the last line."""
-        self.partial_line = ""
-        """The output after the last newline (a prompt), for ``ask``."""
-        self.received = 0
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self.spill.write(data)
-        self._emit(fd, self._decoders[fd].decode(data))
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 0:
-            self.stdin.lose()
-            return
-        self._emit(fd, self._decoders[fd].decode(b"", final=True))
-        if fd in self.eof and not self.eof[fd].done():
-            self.eof[fd].set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.stdin.pause()
-
-    def resume_writing(self) -> None:
-        self.stdin.resume()
-
-    def _emit(self, fd: int, text: str) -> None:
-        if not text:
-            return
-        if self.watches_prompts:
-            self.received += 1
-            newline = text.rfind("\n")
-            tail = self.partial_line + text[-PROMPT_TAIL:] if newline < 0 else text[newline + 1 :]
-            self.partial_line = tail[-PROMPT_TAIL:]
-        self.captured[fd].append(text)
-        if self._on_output is not None:
-            self._on_output(_STREAM_NAMES[fd], text)
 
 
 class Process(Running):
@@ -124,7 +58,7 @@ class Process(Running):
     _made_by = "asyncmagic.start()"
     pid: int
     _transport: asyncio.SubprocessTransport
-    _pump: _Pump
+    _pump: Pump
     _terminal: Terminal | None
     _flow: Flow | None
     _grace: float
@@ -140,7 +74,7 @@ class Process(Running):
         self,
         command: str,
         transport: asyncio.SubprocessTransport,
-        pump: _Pump,
+        pump: Pump,
         *,
         started_at: datetime,
         timeout: float | None,
@@ -360,7 +294,9 @@ async def start(
     capture_limit: int | None = None,
     keep_log: KeptLog | None = None,
     ask: Ask | None = None,
-) -> Process:
+    host: str | None = None,
+    ssh: SSHSettings | None = None,
+) -> Process | RemoteProcess:
     """Start ``command`` and return its :class:`Process`.
 
     A string runs as a script of ``shell`` (default: bash, else sh), passed as an argument
@@ -380,7 +316,32 @@ async def start(
     (``/dev/tty``), and when the command waits reading it (see :mod:`asyncmagic.engine.prompts`),
     the next line of ``input`` answers, or else ``await ask(prompt)``; an ``ask`` that
     raises :class:`~asyncmagic.engine.prompts.NoAnswer` ends the command with that error.
+
+    With ``host`` (``web1``, ``user@host:port``, an ssh_config alias) the script runs on that
+    machine over SSH instead (:func:`~asyncmagic.engine.remote.start_remote`; ``ssh`` says
+    where the client's configuration comes from), as a :class:`RemoteProcess`.
     """
+    if host is not None:
+        if ask is not None or stdout is not None or isinstance(stdin, int):
+            raise ValueError("a remote command takes no ask=, stdout= or stdin= file descriptor")
+        return await start_remote(
+            command,  # type: ignore[arg-type]
+            host,
+            shell=shell,
+            timeout=timeout,
+            grace=grace,
+            interrupt_grace=interrupt_grace,
+            input=input,
+            stdin=stdin,  # type: ignore[arg-type]
+            pty=pty,
+            cwd=None if cwd is None else str(cwd),
+            env=env,
+            on_output=on_output,
+            flow=flow,
+            capture_limit=capture_limit,
+            keep_log=keep_log,
+            ssh=ssh,
+        )
     _check(timeout, grace, interrupt_grace, input, stdin, stdout, ask)
     pty = pty or ask is not None
     loop = asyncio.get_running_loop()
@@ -390,7 +351,7 @@ async def start(
         if terminal is not None:
             cleanup_on_fail.callback(terminal.close)
         pipes = (1,) if terminal else (2,) if stdout is not None else (1, 2)
-        pump = _Pump(on_output, loop, pipes, capture_limit, keep_log, watches_prompts=ask is not None)
+        pump = Pump(on_output, loop, pipes, capture_limit, keep_log, watches_prompts=ask is not None)
         token = watchdog.expect_spawn()
         cleanup_on_fail.callback(watchdog.spawn_failed, token)
         started_at = now()

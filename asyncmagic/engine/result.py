@@ -44,6 +44,8 @@ class Result:
     error: str | None = None
     """Why asyncmagic ended it, when that was a failure of its own side: the input source
     raised (``input failed: ValueError: ...``). Such a Result is never ``ok``."""
+    host: str | None = None
+    """The host it ran on over SSH, as it was named (``web1``, ``user@db:2222``); None: here."""
 
     @property
     def duration(self) -> float:

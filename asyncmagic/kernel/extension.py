@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engine.remote import end_all_remote_now
 from . import awaiting
 from .completion import matcher_for
 from .magics import AsyncMagics
@@ -41,6 +42,7 @@ def unload(ipython: Any) -> None:
     manager = ipython.magics_manager
     for magics in [c for c in ipython.configurables if isinstance(c, AsyncMagics)]:
         magics.background.close()
+    end_all_remote_now()  # and close the SSH connections: each host's wrapper ends the rest
     for table in manager.magics.values():
         for name, fn in list(table.items()):
             if isinstance(getattr(fn, "__self__", None), AsyncMagics):

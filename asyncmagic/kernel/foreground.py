@@ -24,6 +24,7 @@ from ..engine.flow import Flow
 from ..engine.process import OutputCallback
 from ..engine.result import CommandError, Result
 from ..engine.running import Running, wait_or_interrupt
+from ..engine.ssh import ConnectError
 from .options import RunSettings
 from .policy import name_the_source, report, store_result
 
@@ -95,6 +96,8 @@ async def start_running(launch: Launch, on_output: OutputCallback | None, flow: 
     """Start, turning every error of starting into a one-line UsageError."""
     try:
         return await launch(on_output, flow)
+    except ConnectError:
+        raise  # that host's failure, not the cell's
     except (OSError, ValueError, TypeError) as exc:
         raise start_error(exc) from None
 

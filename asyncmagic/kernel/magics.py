@@ -19,21 +19,23 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
-from traitlets import Bool, Float, Int, TraitError, Unicode, validate
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, validate
 
 from ..display.output import PAGE_CEILING
 from ..display.status import status_text
-from ..display.table import jobs_table
+from ..display.table import connections_table, jobs_table
 from ..engine.capture import prepare_log_dir
 from ..engine.flow import Flow
 from ..engine.jobs import Job
 from ..engine.pipeline import Pipeline, start_pipeline
-from ..engine.process import OutputCallback, Process, start
+from ..engine.process import OutputCallback, start
 from ..engine.result import CommandError
+from ..engine.running import Running
 from ..engine.shellstate import KeptShell, describe_state
 from ..engine.spawning import default_shell
+from ..engine.ssh import CONNECTIONS, SSHSettings
 from ..engine.stopping import INTERRUPT_GRACE
-from . import awaiting, parallel, pipesyntax
+from . import awaiting, hosts, parallel, pipesyntax
 from .asking import asker
 from .background import Background
 from .foreground import Launch, run_for_cell
@@ -101,6 +103,24 @@ class AsyncMagics(Magics):
         help="Characters of one output a notebook shows with --max-lines 0 (half head, half tail): "
         "past a few MB a browser page freezes. 0: no limit.",
     ).tag(config=True)
+    ssh_config = Unicode(
+        "", help="The ssh_config file --host names are read from; empty: ~/.ssh/config."
+    ).tag(config=True)
+    known_hosts = Unicode(
+        "",
+        help="The known_hosts file host keys are checked against; empty: ~/.ssh/known_hosts; 'none': "
+        "no check (trust any key: only for throwaway machines).",
+    ).tag(config=True)
+    client_keys = List(
+        Unicode(),
+        help="Private key files --host logs in with; empty: the ssh_config's, the agent's, ~/.ssh/id_*.",
+    ).tag(config=True)
+    connect_timeout = Float(10.0, help="Seconds a --host machine has to answer and let us in.").tag(
+        config=True
+    )
+    ssh_keepalive = Float(
+        15.0, help="Seconds between keepalives on an idle SSH connection (three unanswered close it; 0: off)."
+    ).tag(config=True)
     capture_limit = Int(
         32_000_000,
         help="Characters of each stream kept in result.stdout/stderr; past it the head and the tail "
@@ -141,9 +161,9 @@ class AsyncMagics(Magics):
         "action",
         nargs="?",
         default="list",
-        choices=["list", "kill", "wait", "clear", "show", "tail", "attach"],
+        choices=["list", "kill", "wait", "clear", "show", "tail", "attach", "hosts"],
         help="list (default): the table of jobs; kill/wait ID|all; show/tail/attach ID; "
-        "clear: forget finished jobs.",
+        "clear: forget finished jobs; hosts: the open SSH connections.",
     )
     @argument("target", nargs="?", help="A job id, or 'all'.")
     @argument("--replay", action="store_true", help="With wait: print the job's whole output again.")
@@ -165,6 +185,8 @@ class AsyncMagics(Magics):
         %ajobs attach [-n N] ID    the last N lines, then the live output and status here,
                                    until the job ends; interrupting stops the watching only
         %ajobs clear               forget finished jobs
+        %ajobs hosts               the open SSH connections (--host): host, address, user,
+                                   opened, open sessions
         """
         loop = self.background.loop
         try:
@@ -250,6 +272,16 @@ class AsyncMagics(Magics):
 
     async def _arun(self, command: str, settings: RunSettings, *, value: bool) -> Any:
         namespace = self.shell.user_ns
+        if settings.hosts:
+            results = await hosts.run_hosts_for_cell(
+                command,
+                settings,
+                lambda host, s: self._launch_command(
+                    command, s.logged_as(self._cell(), f"{host} {command}"), host
+                ),
+                namespace,
+            )
+            return results if value else None
         if settings.parallel:
             results = await parallel.run_lines_for_cell(
                 command,
@@ -312,13 +344,18 @@ class AsyncMagics(Magics):
     def _cell(self) -> str:
         return f"cell{self.shell.execution_count}"
 
-    def _launch_command(self, command: str, settings: RunSettings) -> Launch:
-        shell = settings.shell or self.default_shell or default_shell()
+    def _launch_command(self, command: str, settings: RunSettings, host: str | None = None) -> Launch:
+        """What starts ``command``: here, or on ``host`` (where the host's shell is the default)."""
+        shell = settings.shell
+        if host is None:
+            shell = shell or self.default_shell or default_shell()
         ask = asker(self.shell, background=settings.background) if settings.ask else None
+        remote = {} if host is None else {"host": host, "ssh": self.ssh_settings()}
 
-        def launch(on_output: OutputCallback | None, flow: Flow | None) -> Awaitable[Process]:
+        def launch(on_output: OutputCallback | None, flow: Flow | None) -> Awaitable[Running]:
             return start(
                 command,
+                **remote,
                 shell=shell,
                 stdin="pipe" if settings.interactive else None,
                 pty=settings.pty,
@@ -329,6 +366,19 @@ class AsyncMagics(Magics):
             )
 
         return launch
+
+    def ssh_settings(self) -> SSHSettings:
+        """Where --host's SSH client configuration comes from (``%config AsyncMagics.*``)."""
+        try:
+            return SSHSettings(
+                config=os.path.expanduser(self.ssh_config),
+                known_hosts=os.path.expanduser(self.known_hosts),
+                client_keys=tuple(os.path.expanduser(k) for k in self.client_keys),
+                connect_timeout=self.connect_timeout,
+                keepalive=self.ssh_keepalive,
+            )
+        except ValueError as exc:
+            raise UsageError(f"AsyncMagics: {exc}") from None
 
     # -- %apipe --------------------------------------------------------------------------
 
@@ -421,6 +471,9 @@ class AsyncMagics(Magics):
             return True
         if args.action == "clear":
             print(f"forgot {table.clear()} finished job(s)")
+            return True
+        if args.action == "hosts":
+            display(connections_table(CONNECTIONS.table()))
             return True
         return False
 

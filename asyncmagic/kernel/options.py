@@ -7,6 +7,7 @@ the problem, and no process is spawned.
 from __future__ import annotations
 
 import argparse
+import ast
 import codecs
 import difflib
 import io
@@ -25,6 +26,7 @@ from IPython.core.magic_arguments import argument, argument_group
 
 from ..engine.capture import KeptLog, log_stem, prepare_log_dir
 from ..engine.readiness import Readiness, parse_readiness
+from ..engine.ssh import split_host
 from ..engine.stdin import InputSource, check_source
 from ..engine.stopping import INTERRUPT_GRACE
 
@@ -51,6 +53,8 @@ COMMAND_ONLY = {
     "--interactive": False,
     "--pty": False,
     "--ask": False,
+    "--host": [],
+    "--hosts": None,
 }
 """Options of ``%arun``/``%%arun`` that ``%apipe`` has no use for (its stages run without a
 shell, each writing to the next one's pipe), with the value ``settings()`` sees without them."""
@@ -110,8 +114,25 @@ def _option_decorators() -> list[tuple[str, Callable[[F], F]]]:
             "once, and end with a summary table. -r NAME stores the list of Results.",
         ),
         argument(
-            "-j", "--jobs", type=int, metavar="N", help="With --parallel: at most N at once (default: CPUs)."
+            "-j",
+            "--jobs",
+            type=int,
+            metavar="N",
+            help=f"With --parallel: at most N at once (default: CPUs); with --host: at most N hosts "
+            f"(default: all, up to {HOSTS_AT_ONCE}).",
         ),
+        argument_group("Hosts"),
+        argument(
+            "--host",
+            action="append",
+            metavar="NAME[,NAME...]",
+            default=[],
+            help="Run the cell on these machines over SSH, each line labelled [NAME], at most -j at "
+            "once, ending with a summary table; -r NAME stores the list of Results (each with .host). "
+            "A name is what ssh takes: an ssh_config alias, user@host, host:port; {var} inserts a "
+            "Python list. AsyncMagics.ssh_config, known_hosts, client_keys, connect_timeout.",
+        ),
+        argument("--hosts", metavar="VAR", help="Like --host, from a Python list (or str) in variable VAR."),
         argument_group("Background"),
         argument(
             "--bg",
@@ -205,7 +226,7 @@ def _name_of(decorate: Any) -> str:
     return names[-1] if names else decorate.args[0]
 
 
-_GROUP_OF_COMMAND_ONLY = {"Parallel"}
+_GROUP_OF_COMMAND_ONLY = {"Parallel", "Hosts"}
 """Groups made of command-only options alone: their heading goes with them."""
 
 
@@ -261,6 +282,10 @@ class RunSettings:
     pty: bool = False
     parallel: int = 0
     """With --parallel: how many commands at once; 0 without it."""
+    hosts: tuple[str, ...] = ()
+    """With --host/--hosts: the machines to run on, in the order named."""
+    host_jobs: int = 0
+    """With --host: how many hosts at once."""
     input_name: str | None = None
     """What ``input`` came from, for errors: ``--stdin NAME`` or ``--input``."""
     ready: Readiness | None = None
@@ -328,8 +353,11 @@ def run_settings(
         raise UsageError("--interactive needs --bg: its stdin is written with job.send()")
     if args.interactive and (args.input is not None or args.stdin is not None):
         raise UsageError("--interactive keeps stdin open for job.send(); drop --input/--stdin")
-    if args.jobs is not None and not args.parallel:
-        raise UsageError("-j/--jobs goes with --parallel")
+    hosts = _hosts(args, namespace)
+    if args.jobs is not None and not args.parallel and not hosts:
+        raise UsageError("-j/--jobs goes with --parallel or --host")
+    if hosts:
+        _check_remote(args)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"-j/--jobs must be 1 or more, not {args.jobs}")
     if args.parallel and (args.bg or args.interactive):
@@ -341,10 +369,10 @@ def run_settings(
     ready, ready_timeout = _ready(args, ready_timeout)
     if args.keep and (args.bg or args.parallel):
         raise UsageError("--keep runs in the foreground, one command after another: drop --bg/--parallel")
-    keep = args.keep or (keep and not args.bg and not args.parallel)
+    keep = args.keep or (keep and not args.bg and not args.parallel and not hosts)
     if args.ask and (args.parallel or args.interactive):
         raise UsageError("--ask asks for one command at a time: drop --parallel/--interactive")
-    ask = args.ask or (ask and not args.bg and not args.parallel and not args.interactive)
+    ask = args.ask or (ask and not args.bg and not args.parallel and not args.interactive and not hosts)
     try:
         kept_logs = prepare_log_dir(log_dir) if log_dir else None
     except ValueError as exc:
@@ -358,9 +386,9 @@ def run_settings(
         interrupt_grace=interrupt_grace,
         input=_input(args, namespace),
         input_name=f"--stdin {args.stdin}" if args.stdin else "--input" if args.input is not None else None,
-        cwd=_cwd(args.cwd),
-        shell=_shell(args.shell),
-        env=_env(args.env),
+        cwd=args.cwd if hosts else _cwd(args.cwd),
+        shell=args.shell if hosts else _shell(args.shell),
+        env=_env(args.env, remote=bool(hosts)),
         out=args.out,
         err=args.err,
         result=args.result,
@@ -375,6 +403,8 @@ def run_settings(
         split=args.split,
         pty=args.pty,
         parallel=(args.jobs or os.cpu_count() or 1) if args.parallel else 0,
+        hosts=hosts,
+        host_jobs=args.jobs or min(len(hosts), HOSTS_AT_ONCE),
         ready=ready,
         ready_timeout=ready_timeout,
         log_dir=kept_logs,
@@ -454,14 +484,80 @@ def _cwd(cwd: str | None) -> str | None:
     return path
 
 
-def _env(pairs: list[str]) -> dict[str, str]:
+def _env(pairs: list[str], remote: bool = False) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name or "\0" in pair:
             raise UsageError(f"--env takes NAME=VALUE, not {pair!r}")
+        if remote and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UsageError(f"--env on a host: {name!r} is not a shell variable name")
         env[name] = value
     return env
+
+
+HOSTS_AT_ONCE = 64
+"""Hosts a --host cell runs on at once unless -j says otherwise: each is a connection and a
+handshake of the kernel's own CPU."""
+
+
+def _hosts(args: argparse.Namespace, namespace: dict[str, Any]) -> tuple[str, ...]:
+    """The hosts of --host (names, comma lists, a ``{list}`` inserted) and --hosts VAR."""
+    names: list[str] = []
+    for text in args.host:
+        names += _host_names(text, "--host")
+    if args.hosts is not None:
+        if args.hosts not in namespace:
+            raise UsageError(f"--hosts: no variable named {args.hosts!r}")
+        value = namespace[args.hosts]
+        if isinstance(value, str):
+            names += _host_names(value, f"--hosts {args.hosts}")
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            names += [v.strip() for v in value]
+        else:
+            raise UsageError(f"--hosts {args.hosts}: a list of host names (str), not {type(value).__name__}")
+    seen: set[str] = set()
+    for name in names:
+        try:
+            split_host(name)
+        except ValueError as exc:
+            raise UsageError(f"--host: {exc}") from None
+        if name in seen:
+            raise UsageError(f"--host: {name} is named twice")
+        seen.add(name)
+    if (args.host or args.hosts is not None) and not names:
+        raise UsageError("--host: no host named")
+    return tuple(names)
+
+
+def _host_names(text: str, option: str) -> list[str]:
+    """``a,b c`` or an inserted Python list (``['a', 'b']``) -> names."""
+    text = text.strip()
+    if text[:1] in "[(":
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise UsageError(f"{option}: not a list of host names: {text}") from None
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"{option}: not a list of host names: {text}")
+        return [v.strip() for v in value]
+    return [name for name in re.split(r"[,\s]+", text) if name]
+
+
+_NOT_ON_HOSTS = {
+    "parallel": "--parallel (give one or the other)",
+    "keep": "--keep (the kept shell state is this machine's)",
+    "ask": "--ask (questions are answered on this machine's terminals only)",
+    "interactive": "--interactive",
+    "ready": "--ready",
+    "bg": "--bg (not yet: run the cell in the foreground)",
+}
+
+
+def _check_remote(args: argparse.Namespace) -> None:
+    for name, said in _NOT_ON_HOSTS.items():
+        if getattr(args, name, None):
+            raise UsageError(f"--host does not go with {said}")
 
 
 def parse(

@@ -20,8 +20,10 @@ from IPython.display import display
 
 from ..display.status import Progress, has_kernel
 from ..display.table import summary_table
+from ..engine.pump import OutputCallback
 from ..engine.result import CommandError, Result
 from ..engine.running import wait_or_interrupt
+from ..engine.ssh import ConnectError
 from ..engine.text import Labeller, shorten
 from .foreground import Launch, interrupted, live_output, start_running
 from .options import RunSettings
@@ -38,6 +40,8 @@ LaunchLine = Callable[[str], Launch]
 class ParallelError(CommandError):
     """Some of the parallel commands failed; ``results`` holds every Result, in line order."""
 
+    noun = "commands"
+
     def __init__(self, results: Sequence[Result], labels: Sequence[str] | None = None) -> None:
         """``labels``: each line's ``[N part]`` label, to name the failed ones by."""
         names = (
@@ -52,7 +56,7 @@ class ParallelError(CommandError):
         said = [f"{name} {r.describe()}" for name, r in zip(names, results, strict=True) if not r.ok]
         names_of_failed = ", ".join(said[:3])
         more = f", and {len(failed) - 3} more" if len(failed) > 3 else ""
-        self.args = (f"{len(failed)} of {len(results)} commands failed: {names_of_failed}{more}",)
+        self.args = (f"{len(failed)} of {len(results)} {self.noun} failed: {names_of_failed}{more}",)
 
     def __str__(self) -> str:
         return self.args[0]
@@ -67,7 +71,7 @@ async def run_lines_for_cell(
         raise UsageError("--parallel needs commands: one per line of the cell")
     started_at = datetime.now(timezone.utc)
     try:
-        results = await run_parallel(lines, settings, launcher)
+        results = await run_parallel(lines, line_labels(lines), settings, launcher)
     except asyncio.CancelledError:
         raise CommandError(interrupted(" & ".join(lines), started_at)) from None
     store_results(results, settings, namespace)
@@ -76,40 +80,61 @@ async def run_lines_for_cell(
     return results
 
 
-async def run_parallel(lines: Sequence[str], settings: RunSettings, launcher: LaunchLine) -> list[Result]:
-    """Run each of ``lines`` (``launcher(line)`` starts it), ``settings.parallel`` at most at once.
+async def run_parallel(
+    items: Sequence[str],
+    labels: Sequence[str] | None,
+    settings: RunSettings,
+    launcher: LaunchLine,
+    *,
+    at_once: int | None = None,
+    what: str = "command",
+    summary: bool = True,
+    command: str | None = None,
+) -> list[Result]:
+    """Run each of ``items`` (``launcher(item)`` starts it), ``at_once`` (default
+    ``settings.parallel``) at most at once, each line of output labelled with its label.
 
-    If the cell is interrupted, or a line cannot start, every command already running is
-    ended (each task ends its own process when cancelled, so none is missed mid-spawn).
+    If the cell is interrupted, or an item cannot start, every command already running is
+    ended (each task ends its own process when cancelled, so none is missed mid-spawn). A
+    host that cannot be reached is that host's failed Result; the others go on. The cell
+    ends with a table of them all (``what`` names its first column) unless ``summary`` is
+    False. ``command``: what every item runs (``--host``); else each item is its command.
     """
-    progress = Progress(len(lines)) if not settings.quiet and has_kernel() else None
+    progress = Progress(len(items)) if not settings.quiet and has_kernel() else None
     live = live_output(settings)
-    gate = asyncio.Semaphore(settings.parallel)
-    labels = line_labels(lines)
+    gate = asyncio.Semaphore(at_once or settings.parallel)
 
-    async def one(index: int, command: str) -> Result:
+    async def one(index: int, item: str) -> Result:
         async with gate:
-            label = dict.fromkeys(("stdout", "stderr"), labels[index])
-            sink = None if live is None else Labeller(live, label)
+            sink: OutputCallback | None = live
+            if live is not None and labels is not None:
+                sink = Labeller(live, dict.fromkeys(("stdout", "stderr"), labels[index]))
             started_at = datetime.now(timezone.utc)
             try:
-                proc = await start_running(launcher(command), sink, getattr(live, "flow", None))
+                proc = await start_running(launcher(item), sink, getattr(live, "flow", None))
             except asyncio.CancelledError:
                 # Interrupted while it started: the engine ended it; it still ran, and the
                 # summary says so (the cell's cancellation goes on from the gather).
-                return interrupted(command, started_at)
+                return interrupted(command or item, started_at)
+            except ConnectError as exc:
+                result = unreachable(command or item, exc, started_at)
+                if sink is not None:
+                    sink("stderr", f"{result.describe()}\n")
+                if progress is not None:
+                    progress.ended(result)
+                return result
             if progress is not None:
                 progress.started()
             try:
                 result, _ = await wait_or_interrupt(proc)
             finally:
-                if sink is not None:
+                if isinstance(sink, Labeller):
                     sink.close()
             if progress is not None:
                 progress.ended(result)
             return name_the_source(result, settings)
 
-    tasks = [asyncio.ensure_future(one(i, line)) for i, line in enumerate(lines)]
+    tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
     try:
         await asyncio.gather(*tasks)
     except BaseException:
@@ -128,8 +153,24 @@ async def run_parallel(lines: Sequence[str], settings: RunSettings, launcher: La
         if live is not None:
             await live.aclose()
         ended = [i for i, t in enumerate(tasks) if not t.cancelled() and t.exception() is None]
-        display(summary_table([tasks[i].result() for i in ended], [labels[i].strip() for i in ended]))
+        if summary:
+            names = [labels[i].strip() if labels is not None else items[i] for i in ended]
+            display(summary_table([tasks[i].result() for i in ended], names, what=what))
     return [task.result() for task in tasks]
+
+
+def unreachable(command: str, exc: ConnectError, started_at: datetime) -> Result:
+    """The Result of a command whose host could not be reached: it never ran."""
+    return Result(
+        command=command,
+        returncode=255,
+        stdout="",
+        stderr="",
+        started_at=started_at,
+        finished_at=datetime.now(timezone.utc),
+        error=exc.cause,
+        host=exc.host,
+    )
 
 
 def line_labels(lines: Sequence[str]) -> list[str]:
