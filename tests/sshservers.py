@@ -77,12 +77,14 @@ class Server:
         raise RuntimeError(f"sshd for {self.alias} did not listen on {self.port}")
 
     def stop(self) -> None:
-        """Stop the server and every session it serves (its whole process group)."""
+        """Stop the server as a crashed host would: the listener and each connection's sshd
+        die at once (the commands they started are left to end by themselves)."""
         if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            for pid in [self.process.pid, *self.sessions()]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.process.wait()
 
     def sessions(self) -> list[int]:
@@ -128,6 +130,7 @@ class SSHServers:
                 f"PidFile {self.root}/sshd{i}.pid\nPasswordAuthentication no\n"
                 "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
                 "MaxStartups 100:30:200\nMaxSessions 50\nLogLevel ERROR\n"
+                f"SetEnv ASYNCMAGIC_HOST={alias}\n"
             )
             self.servers.append(Server(alias, port, host_key, server_config))
         self.known_hosts.write_text("\n".join(known) + "\n")

@@ -113,7 +113,7 @@ class CommandError(Exception):
         return self.result.returncode
 
     def _render_traceback_(self) -> list[str]:
-        return [f"CommandError: {self}"[:200]]
+        return [f"{type(self).__name__}: {self}"[:200]]
 
 
 def format_seconds(value: float) -> str:

@@ -41,6 +41,7 @@ from .background import Background
 from .foreground import Launch, run_for_cell
 from .options import (
     RunSettings,
+    join_host_lists,
     parse,
     pipeline_options,
     plain_help,
@@ -249,6 +250,7 @@ class AsyncMagics(Magics):
     # -- %arun ---------------------------------------------------------------------------
 
     def _arun_args(self, line: str, cell: str | None) -> tuple[str, RunSettings]:
+        line = join_host_lists(line)
         if cell is None:
             options, command = split_command(line, self.arun.parser)
             if not command:

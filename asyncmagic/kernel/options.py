@@ -530,6 +530,17 @@ def _hosts(args: argparse.Namespace, namespace: dict[str, Any]) -> tuple[str, ..
     return tuple(names)
 
 
+_INSERTED_LIST = re.compile(r"(--host(?:=|\s+))([\[(][^\])]*[\])])")
+
+
+def join_host_lists(line: str) -> str:
+    """``--host {fleet}`` arrives as ``--host ['web1', 'web2']`` (IPython inserts the list's
+    repr): make it one word, ``--host web1,web2``, before the line is split into words."""
+    return _INSERTED_LIST.sub(
+        lambda m: m.group(1) + shlex.quote(",".join(_host_names(m.group(2), "--host"))), line
+    )
+
+
 def _host_names(text: str, option: str) -> list[str]:
     """``a,b c`` or an inserted Python list (``['a', 'b']``) -> names."""
     text = text.strip()
