@@ -47,9 +47,10 @@ def status_text(job: Job) -> str:
     result = job.result
     if result is not None:
         return f"[job {job.id}] {result.describe()} · {format_seconds(result.duration)}"
-    if job.pid is None:
+    if job.state != "running":
         return f"[job {job.id}] {job.state}"
-    return f"[job {job.id}] running · pid {job.pid} · {format_seconds(job.elapsed)}"
+    pid = f" · pid {job.pid}" if job.pid is not None else ""  # a --host job has none of its own
+    return f"[job {job.id}] running{pid} · {format_seconds(job.elapsed)}"
 
 
 class StatusLine:

@@ -11,6 +11,7 @@ host is a :class:`ConnectError`: one line naming the host and the cause.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,22 @@ def split_host(name: str) -> tuple[str, int | None, str | None]:
     if not host or any(c.isspace() for c in name):
         raise ValueError(f"not a host name: {name!r}")
     return host, port, user or None
+
+
+def config_aliases(path: str = "") -> list[str]:
+    """The host aliases an ssh_config names (``Host web1 web2``; patterns left out), for
+    completion; ``path`` empty: ``~/.ssh/config``."""
+    try:
+        with open(os.path.expanduser(path or "~/.ssh/config")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    aliases = []
+    for line in lines:
+        words = line.strip().replace("=", " ", 1).split()
+        if len(words) > 1 and words[0].lower() == "host":
+            aliases += [w for w in words[1:] if not any(c in w for c in "*?!")]
+    return aliases
 
 
 @dataclass

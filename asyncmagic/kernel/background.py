@@ -34,7 +34,8 @@ from ..engine.result import Result
 from ..engine.running import Running
 from .foreground import Launch, live_output, start_running
 from .options import RunSettings
-from .policy import report_job, store
+from .parallel import HostError
+from .policy import report_all, report_job, store
 
 STATUS_EVERY = 1.0
 """Seconds between two updates of a running job's status line (the cap is 5 a second)."""
@@ -59,6 +60,14 @@ class CellJob(Job):
         result = await super().wait(timeout)
         self._background.settle(self)
         return result
+
+
+class HostsJob(CellJob):
+    """A ``--host --bg`` cell's job: one for every host; ``await job`` gives the list of
+    Results, one per host in the order named (each with ``.host``)."""
+
+    async def wait(self, timeout: float | None = None) -> list[Result]:  # type: ignore[override]
+        return list((await super().wait(timeout)).stages)
 
 
 class Background:
@@ -116,7 +125,8 @@ class Background:
                 if handle is not None:
                     handle.update(StatusLine(f"[job {job.id}] failed to start"))
                 raise
-            started = StatusLine(f"[job {job.id}] started · pid {running.pid}")
+            where = f"on {len(settings.hosts)} hosts" if settings.hosts else f"pid {running.pid}"
+            started = StatusLine(f"[job {job.id}] started · {where}")
             if handle is not None:
                 handle.update(started)
             elif in_kernel:  # still within its cell, so even a headless run keeps it
@@ -126,7 +136,8 @@ class Background:
             )
             return running
 
-        job = context.run(self.jobs.start, command, starting, self.loop, partial(CellJob, background=self))
+        kind = HostsJob if settings.hosts else CellJob
+        job = context.run(self.jobs.start, command, starting, self.loop, partial(kind, background=self))
         self._seen[job.id] = None
         self._settings[job.id] = replace(settings, input=None)  # not the source: it may be big
         if settings.quiet:
@@ -273,8 +284,13 @@ class Background:
                 self.replay(job)
             if say_status:
                 print(status_text(job), file=sys.stdout if job.result and job.result.ok else sys.stderr)
-        if job.result is not None:
-            report_job(job.result, self._settings.get(job.id))
+        settings = self._settings.get(job.id)
+        result = job.result
+        if result is not None and settings is not None and settings.hosts and result.ended != "killed":
+            if not result.ok:
+                report_all(HostError(result.stages), settings)
+        elif result is not None:
+            report_job(result, settings)
 
     def _drops_late_output(self) -> bool:
         """True when the client of the current cell runs headless (its execute request said

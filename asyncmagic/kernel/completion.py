@@ -1,5 +1,6 @@
 """Tab completion for the magics: options, ``%ajobs`` actions and job ids, variable names
-after ``--stdin``/``-r``/``-o``/``-e``, and ``py:`` functions in ``%apipe``.
+after ``--stdin``/``--hosts``/``-r``/``-o``/``-e``, the ssh_config's host aliases after
+``--host``, and ``py:`` functions in ``%apipe``.
 
 One IPython matcher (API v2, ``IPCompleter.custom_matchers``). On a magic's options it
 answers alone (it suppresses the others, so ``%arun --<TAB>`` offers no Python builtins);
@@ -20,9 +21,11 @@ from IPython.core.completer import (
     completion_matcher,
 )
 
+from ..engine.ssh import config_aliases
+
 _MAGIC = re.compile(r"^\s*(?:[A-Za-z_]\w*\s*=\s*)?%{1,2}(arun|apipe|ajobs)\b(.*)$")
 
-VARIABLE_OPTIONS = {"--stdin", "-r", "--result", "-o", "--out", "-e", "--err"}
+VARIABLE_OPTIONS = {"--stdin", "-r", "--result", "-o", "--out", "-e", "--err", "--hosts"}
 """Options whose value is the name of a variable."""
 
 
@@ -56,6 +59,8 @@ def _completions(magics: Any, line: str, token: str) -> list[str] | None:
     namespace = magics.shell.user_ns
     if before in VARIABLE_OPTIONS:
         return _starting(token, (n for n in namespace if not n.startswith("_")))
+    if before == "--host":
+        return _starting(token, config_aliases(magics.ssh_settings().config))
     if name == "ajobs":
         return _ajobs(magics, words, token)
     parser: argparse.ArgumentParser = getattr(magics, name).parser
@@ -86,7 +91,7 @@ def _ajobs(magics: Any, words: list[str], token: str) -> list[str]:
     if not positional:
         actions = next(a.choices for a in parser._actions if a.dest == "action")
         return _starting(token, actions)
-    if positional[0] not in ("list", "clear") and len(positional) == 1:
+    if positional[0] not in ("list", "clear", "hosts") and len(positional) == 1:
         ids = [str(job.id) for job in magics.background.jobs]
         return _starting(token, [*ids, "all"] if positional[0] in ("kill", "wait") else ids)
     return []

@@ -13,20 +13,19 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
+from ..engine.fanout import start_fanout
+from ..engine.flow import Flow
+from ..engine.pump import OutputCallback
 from ..engine.result import CommandError, Result
+from ..engine.running import Running
 from ..engine.stdin import byte_chunks
 from .foreground import Launch, interrupted
 from .options import RunSettings
-from .parallel import ParallelError, run_parallel
+from .parallel import HostError, run_parallel
 from .policy import report_all, store_results
-
-
-class HostError(ParallelError):
-    """Some hosts failed; ``results`` holds every host's Result (each with ``.host``), in order."""
-
-    noun = "hosts"
 
 
 async def run_hosts_for_cell(
@@ -39,13 +38,11 @@ async def run_hosts_for_cell(
     hosts = settings.hosts
     started_at = datetime.now(timezone.utc)
     settings = await _input_for_every_host(settings)
-    labelled = len(hosts) > 1 or settings.label
-    shown = replace(settings, label=False)  # the host's label says where; stderr stays stderr
     try:
         results = await run_parallel(
             hosts,
-            [f"[{host}] " for host in hosts] if labelled else None,
-            shown,
+            _labels(settings),
+            shown(settings),
             lambda host: launcher(host, settings),
             at_once=settings.host_jobs,
             what="host",
@@ -56,8 +53,40 @@ async def run_hosts_for_cell(
         raise CommandError(interrupted(command, started_at)) from None
     store_results(results, settings, namespace)
     if any(not r.ok for r in results):
-        report_all(HostError(results, [f"{r.host}:" for r in results]), settings)
+        report_all(HostError(results), settings)
     return results
+
+
+def start_hosts_job(
+    command: str, settings: RunSettings, launcher: Callable[[str, RunSettings], Launch]
+) -> Launch:
+    """``--host --bg``: what starts one job of every host's command (a :class:`Fanout`)."""
+
+    async def launch(on_output: OutputCallback | None, flow: Flow | None) -> Running:
+        every = await _input_for_every_host(settings)
+        return await start_fanout(
+            command,
+            every.hosts,
+            [partial(launcher(host, every), flow=flow) for host in every.hosts],
+            at_once=every.host_jobs,
+            labels=_labels(every),
+            on_output=on_output,
+        )
+
+    return launch
+
+
+def shown(settings: RunSettings) -> RunSettings:
+    """The settings a host cell's live output is made with: the host's label says where the
+    line came from, and stderr stays stderr (no ``[err]`` on top)."""
+    return replace(settings, label=False)
+
+
+def _labels(settings: RunSettings) -> list[str] | None:
+    """``[host] `` for each host, with more than one host or ``--label``."""
+    if len(settings.hosts) > 1 or settings.label:
+        return [f"[{host}] " for host in settings.hosts]
+    return None
 
 
 async def _input_for_every_host(settings: RunSettings) -> RunSettings:

@@ -275,12 +275,11 @@ class AsyncMagics(Magics):
     async def _arun(self, command: str, settings: RunSettings, *, value: bool) -> Any:
         namespace = self.shell.user_ns
         if settings.hosts:
+            cell = self._cell()
             results = await hosts.run_hosts_for_cell(
                 command,
                 settings,
-                lambda host, s: self._launch_command(
-                    command, s.logged_as(self._cell(), f"{host} {command}"), host
-                ),
+                lambda host, s: self._launch_command(command, s.logged_as(cell, f"{host} {command}"), host),
                 namespace,
             )
             return results if value else None
@@ -312,9 +311,15 @@ class AsyncMagics(Magics):
         return result if value else None
 
     def _start_job(self, command: str, settings: RunSettings) -> Job:
-        launch = self._launch_command(
-            command, settings.logged_as(f"job{self.background.jobs.next_id}", command)
-        )
+        who = f"job{self.background.jobs.next_id}"
+        if settings.hosts:
+            launch = hosts.start_hosts_job(
+                command,
+                settings,
+                lambda host, s: self._launch_command(command, s.logged_as(who, f"{host} {command}"), host),
+            )
+            return self.background.start(command, launch, settings, self.shell.user_ns)
+        launch = self._launch_command(command, settings.logged_as(who, command))
         return self.background.start(command, launch, settings, self.shell.user_ns)
 
     def _settings(self, args: Any, keep: bool = False, ask: bool = False) -> RunSettings:

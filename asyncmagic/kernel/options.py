@@ -561,7 +561,6 @@ _NOT_ON_HOSTS = {
     "ask": "--ask (questions are answered on this machine's terminals only)",
     "interactive": "--interactive",
     "ready": "--ready",
-    "bg": "--bg (not yet: run the cell in the foreground)",
 }
 
 

@@ -20,6 +20,7 @@ from IPython.display import display
 
 from ..display.status import Progress, has_kernel
 from ..display.table import summary_table
+from ..engine.fanout import start_failed
 from ..engine.pump import OutputCallback
 from ..engine.result import CommandError, Result
 from ..engine.running import wait_or_interrupt
@@ -60,6 +61,15 @@ class ParallelError(CommandError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+class HostError(ParallelError):
+    """Some hosts failed; ``results`` holds every host's Result (each with ``.host``), in order."""
+
+    noun = "hosts"
+
+    def __init__(self, results: Sequence[Result]) -> None:
+        super().__init__(results, [f"{r.host}:" for r in results])
 
 
 async def run_lines_for_cell(
@@ -117,7 +127,7 @@ async def run_parallel(
                 # summary says so (the cell's cancellation goes on from the gather).
                 return interrupted(command or item, started_at)
             except ConnectError as exc:
-                result = unreachable(command or item, exc, started_at)
+                result = start_failed(command or item, exc, started_at, item)
                 if sink is not None:
                     sink("stderr", f"{result.describe()}\n")
                 if progress is not None:
@@ -157,20 +167,6 @@ async def run_parallel(
             names = [labels[i].strip() if labels is not None else items[i] for i in ended]
             display(summary_table([tasks[i].result() for i in ended], names, what=what))
     return [task.result() for task in tasks]
-
-
-def unreachable(command: str, exc: ConnectError, started_at: datetime) -> Result:
-    """The Result of a command whose host could not be reached: it never ran."""
-    return Result(
-        command=command,
-        returncode=255,
-        stdout="",
-        stderr="",
-        started_at=started_at,
-        finished_at=datetime.now(timezone.utc),
-        error=exc.cause,
-        host=exc.host,
-    )
 
 
 def line_labels(lines: Sequence[str]) -> list[str]:

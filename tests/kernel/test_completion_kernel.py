@@ -52,7 +52,7 @@ def test_only_options_after_dashes(k: Kernel):
 
 def test_job_ids_and_variables_and_python_stages(k: Kernel):
     job_id = str(k.eval("_cj.id"))
-    assert set(complete(k, "%ajobs ")) == {"list", "kill", "wait", "clear", "show", "tail", "attach"}
+    assert set(complete(k, "%ajobs ")) == {"list", "kill", "wait", "clear", "show", "tail", "attach", "hosts"}
     assert job_id in complete(k, "%ajobs kill ") and "all" in complete(k, "%ajobs wait ")
     ids = {
         str(i)

@@ -21,6 +21,7 @@ def k(ssh_servers: SSHServers) -> Iterator[Kernel]:
     kernel = Kernel()
     kernel.run("%load_ext asyncmagic")
     kernel.run(ssh_servers.config_lines())
+    kernel.ssh_config_lines = ssh_servers.config_lines()  # type: ignore[attr-defined]
     yield kernel
     kernel.shutdown()
 
@@ -40,7 +41,9 @@ def one_line_error(ex: Execution, ename: str) -> str:
 
 
 def tables(ex: Execution) -> str:
-    return "".join(m["content"]["data"]["text/plain"] for m in ex.of_type("display_data"))
+    return "".join(
+        m["content"]["data"]["text/plain"] for m in ex.of_type("display_data", "update_display_data")
+    )
 
 
 def labelled_lines(text: str, host: str) -> list[str]:
@@ -256,3 +259,55 @@ def test_twenty_hosts_at_once(marker):
     finally:
         kernel.shutdown()
         servers.close()
+
+
+def test_a_background_job_runs_on_every_host_and_awaiting_it_gives_the_list(k):
+    ex = k.execute(
+        "job = %arun --host host0,host1 --bg sh -c 'sleep 0.5; echo $ASYNCMAGIC_HOST'\n"
+        "print(type(job).__name__, job.pid)",
+        timeout=BOUND,
+    )
+    assert ex.error is None and ex.stdout.endswith("HostsJob None\n"), ex.streams
+    assert "started · on 2 hosts" in tables(ex)
+    listed = tables(k.execute("%ajobs"))
+    assert "--host" not in listed and "sh -c" in listed
+    ex = k.execute("rs = await job\n[(r.host, r.stdout) for r in rs]", timeout=BOUND)
+    assert ex.error is None, ex.streams
+    assert ex.result == "[('host0', 'host0\\n'), ('host1', 'host1\\n')]"
+
+
+def test_a_failing_host_in_a_background_job_raises_host_error_when_awaited(k):
+    k.run('job = %arun --host host0,host1 --bg [ "$ASYNCMAGIC_HOST" = host0 ]')
+    ex = k.execute("await job", timeout=BOUND)
+    assert one_line_error(ex, "HostError") == "1 of 2 hosts failed: host1: exit 1"
+
+
+@pytest.mark.parametrize("how", ["job.kill()", "%ajobs kill", "%unload_ext"])
+def test_stopping_a_background_job_ends_every_remote_tree(k, marker, how):
+    ex = k.execute(
+        f"job = %arun --host host0,host1,host2 --bg sleep {marker} & sleep {marker}", timeout=BOUND
+    )
+    assert ex.error is None, ex.streams
+    assert k.wait_until(lambda: len(sleeping(marker)) == 6, timeout=BOUND) is None
+    if how == "job.kill()":
+        k.run("r = await job.kill()\nassert r.ended == 'killed', r")
+        assert k.eval("[r.ended for r in job.result.stages]") == ["killed"] * 3
+    elif how == "%ajobs kill":
+        k.run("%ajobs kill all")
+    else:
+        k.run("%unload_ext asyncmagic")
+    try:
+        assert none_left(processes_with, marker, within=10), f"a remote process outlived {how}"
+    finally:
+        if how == "%unload_ext":
+            k.run("%load_ext asyncmagic")
+            k.run(k.ssh_config_lines)
+
+
+def test_tab_completes_the_ssh_config_aliases_after_host(k, ssh_servers):
+    from test_completion_kernel import complete
+
+    assert complete(k, "%arun --host ho") == ssh_servers.aliases
+    assert complete(k, "%%arun --host host0,host") == ssh_servers.aliases
+    k.run("fleet = ['host0']")
+    assert "fleet" in complete(k, "%arun --hosts fl")
