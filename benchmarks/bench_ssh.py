@@ -29,6 +29,8 @@ from kernelbench import Kernel, median, table, timed
 from sshservers import SSHServers, why_not
 
 SIZES = (1, 5, 20)
+PLAIN_USER = "asyncmagic-bench"
+"""A login with Debian's default dotfiles, created for the second run."""
 TICKS = 'for i in 1 2 3; do echo "tick $(date +%s.%N)"; sleep 1; done'
 
 
@@ -40,7 +42,14 @@ def kernel_cpu(pid: int) -> float:
 
 
 def ssh_options(servers: SSHServers) -> list[str]:
-    return ["-F", str(servers.ssh_config), "-o", f"UserKnownHostsFile={servers.known_hosts}", "-o", "BatchMode=yes"]
+    return [
+        "-F",
+        str(servers.ssh_config),
+        "-o",
+        f"UserKnownHostsFile={servers.known_hosts}",
+        "-o",
+        "BatchMode=yes",
+    ]
 
 
 def mux_options(servers: SSHServers) -> list[str]:
@@ -56,7 +65,18 @@ def mux_options(servers: SSHServers) -> list[str]:
 
 def run_pssh(servers: SSHServers, hosts: list[str], extra: list[str]) -> float:
     options = " ".join(ssh_options(servers) + extra)
-    argv = ["parallel-ssh", "-p", str(len(hosts)), "-t", "60", "-x", options, "-H", " ".join(hosts), "uname -a"]
+    argv = [
+        "parallel-ssh",
+        "-p",
+        str(len(hosts)),
+        "-t",
+        "60",
+        "-x",
+        options,
+        "-H",
+        " ".join(hosts),
+        "uname -a",
+    ]
     began = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True)
     elapsed = time.monotonic() - began
@@ -101,7 +121,9 @@ def first_line_kernel(kernel: Kernel, host: str) -> float:
 
 
 def first_line_ssh(servers: SSHServers, host: str, extra: list[str]) -> float:
-    proc = subprocess.Popen(["ssh", *ssh_options(servers), *extra, host, TICKS], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["ssh", *ssh_options(servers), *extra, host, TICKS], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     delays = [time.time() - float(line.split()[1]) for line in proc.stdout if line.startswith("tick ")]
     proc.wait()
@@ -119,14 +141,26 @@ def first_line_pssh(servers: SSHServers, host: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement (median is reported)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of each measurement (median is reported)"
+    )
     opts = parser.parse_args()
-    reason = why_not() or (None if shutil.which("parallel-ssh") else "parallel-ssh is missing (Debian's pssh)")
+    reason = why_not() or (
+        None if shutil.which("parallel-ssh") else "parallel-ssh is missing (Debian's pssh)"
+    )
     if reason is not None:
         print(f"bench_ssh: skipped: {reason}", file=sys.stderr)
         sys.exit(1)
-    servers = SSHServers(max(SIZES))
+    for user, login in ((PLAIN_USER, "a plain user"), ("", "root, whose .bashrc runs pyenv init")):
+        servers = SSHServers(max(SIZES), user=user)
+        print(f"\nlogged in as {login}:")
+        measure(servers, opts.rounds)
+
+
+def measure(servers: SSHServers, rounds: int) -> None:
     kernel = Kernel()
     try:
         config = servers.config_lines()
@@ -151,7 +185,7 @@ def main() -> None:
             cold, warm, cpu_cold, cpu_warm, pssh, mux, loop = [], [], [], [], [], [], []
             subprocess.run(["parallel-ssh", "-x", " ".join(ssh_options(servers) + mux_options(servers)),
                             "-H", " ".join(hosts), "true"], capture_output=True)  # fmt: skip
-            for _ in range(opts.rounds):  # each round runs every contender once, in turn
+            for _ in range(rounds):  # each round runs every contender once, in turn
                 wall, cpu = run_cell(kernel, hosts, cold=True, config=config)
                 cold.append(wall)
                 cpu_cold.append(cpu)
@@ -176,7 +210,7 @@ def main() -> None:
                     f"{median(cpu_warm) * 1000:.0f} ms",
                 ]
             )
-        print(f"uname -a on N loopback hosts: medians of {opts.rounds} rounds, wall as the client sees it")
+        print(f"uname -a on N loopback hosts: medians of {rounds} rounds, wall as the client sees it")
         print(table(rows))
         latency = [
             ["first line after the remote printed it", "median of 3 lines"],

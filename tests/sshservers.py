@@ -102,6 +102,8 @@ class SSHServers:
     """``count`` servers; ``ssh_config``, ``known_hosts`` and ``client_key`` name them."""
 
     count: int
+    user: str = ""
+    """Who logs in: empty for this user; else that user, created (a plain login) if missing."""
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="asyncmagic-sshd-")))
     servers: list[Server] = field(default_factory=list)
 
@@ -111,6 +113,10 @@ class SSHServers:
         keygen(self.client_key)
         authorized = self.root / "authorized_keys"
         authorized.write_text((self.root / "id_client.pub").read_text())
+        if self.user:  # sshd reads the keys as the user who logs in
+            _plain_user(self.user)
+            self.root.chmod(0o755)
+            authorized.chmod(0o644)
         self.known_hosts = self.root / "known_hosts"
         self.ssh_config = self.root / "ssh_config"
         known, config = [], []
@@ -120,7 +126,7 @@ class SSHServers:
             keygen(host_key)
             known.append(f"[127.0.0.1]:{port} {(self.root / f'host_key{i}.pub').read_text().strip()}")
             config.append(
-                f"Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {_user()}\n"
+                f"Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {self.user or _user()}\n"
                 f"  IdentityFile {self.client_key}\n"
             )
             server_config = self.root / f"sshd_config{i}"
@@ -159,3 +165,16 @@ def _user() -> str:
     import pwd
 
     return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _plain_user(name: str) -> None:
+    """Create ``name`` with a home of its own and Debian's default dotfiles, if missing."""
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        # "*": no password, yet not locked ("!"), which sshd without PAM refuses even for keys
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", name], check=True
+        )
