@@ -2,7 +2,8 @@
 
 Adjacent process stages share an ``os.pipe()``: between two processes the data never
 passes through Python. A Python stage reads and writes the neighbouring pipes itself (a
-plain function in a thread of its own, an async generator on the loop). Each stage's
+plain function in a thread of its own, an async generator on the loop). The first stage
+may run on a host over SSH: its output enters the first pipe as it arrives. Each stage's
 stderr is shown labelled ``[N name]``; the last stage's stdout streams as a command's does.
 Plain asyncio: no IPython here.
 """
@@ -13,6 +14,7 @@ import asyncio
 import errno
 import inspect
 import os
+import shlex
 import signal
 import threading
 import traceback
@@ -21,13 +23,16 @@ from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from .capture import Capture, KeptLog, Spill
 from .flow import Flow
-from .process import EOF_AFTER_GROUP_GONE, OutputCallback, Process, start
+from .process import EOF_AFTER_GROUP_GONE, OutputCallback, start
+from .remote import start_remote
 from .result import Ended, Result
 from .running import Running, now, run_to_end, through_cancellations
+from .ssh import SSHSettings
 from .stdin import GatedPipe, InputSource, check_source, feed, input_failed
 from .stopping import INTERRUPT_GRACE
 from .text import Labeller, Lines, utf8_decoder
@@ -60,7 +65,33 @@ class PyStage:
         return f"py:{self.name}"
 
 
-Stage = Command | PyStage
+@dataclass(frozen=True)
+class RemoteCommand:
+    """A process stage run on ``host`` over SSH: its argv, quoted for the host's shell (so
+    it runs as given, nothing expanded). Only a pipeline's first stage can be remote."""
+
+    host: str
+    argv: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("a remote stage needs a host")
+        if not self.argv:
+            raise ValueError(f"a remote stage needs a command to run on {self.host}")
+
+    @property
+    def name(self) -> str:
+        return f"{os.path.basename(self.argv[0])}@{self.host}"
+
+    @property
+    def script(self) -> str:
+        return shlex.join(self.argv)
+
+    def __str__(self) -> str:
+        return f"@{self.host} {' '.join(self.argv)}"
+
+
+Stage = Command | PyStage | RemoteCommand
 
 
 def _label(index: int, stage: Stage) -> str:
@@ -85,7 +116,8 @@ class Pipeline(Running):
     _spill: Spill
     """Everything shown (the last stage's stdout, the labelled stderr), as it arrived."""
     _labels: dict[int, Labeller]
-    _procs: dict[int, Process]
+    _procs: dict[int, Running]
+    """The process stages, local or remote, started so far."""
     _py_tasks: dict[int, asyncio.Future[BaseException | None]]
     _stops: list[asyncio.Future[Result]]
     _halted: tuple[Ended, float | None] | None
@@ -121,8 +153,8 @@ class Pipeline(Running):
 
     @property
     def pid(self) -> int | None:
-        """The first process stage's pid."""
-        return next((p.pid for p in self._procs.values()), None)
+        """The first local process stage's pid."""
+        return next((p.pid for p in self._procs.values() if p.pid is not None), None)
 
     @property
     def stdout(self) -> str:
@@ -138,11 +170,32 @@ class Pipeline(Running):
 
     # -- starting ------------------------------------------------------------------------
 
-    async def _start_stage(self, index: int, reads: _Fd | None, writes: _Fd | None, **options: Any) -> None:
+    async def _start_stage(
+        self,
+        index: int,
+        reads: _Fd | None,
+        writes: _Fd | None,
+        remote: dict[str, Any],
+        **options: Any,
+    ) -> None:
         """Start stage ``index`` on its fds; a process gets copies (ours are closed at once,
-        so end-of-file propagates), a Python stage takes them."""
+        so end-of-file propagates), a Python stage takes them. A remote stage writes into
+        its copy of ``writes``; ``remote`` is its input and SSH settings."""
         stage = self.stages[index]
-        if isinstance(stage, Command):
+        if isinstance(stage, RemoteCommand):
+            assert reads is None and writes is not None
+            self._procs[index] = await start_remote(
+                stage.script,
+                stage.host,
+                stdout_fd=writes.fd,
+                on_output=self._labels[index],
+                grace=options["grace"],
+                interrupt_grace=options["interrupt_grace"],
+                env=options["env"],
+                **remote,
+            )
+            writes.close()
+        elif isinstance(stage, Command):
             self._procs[index] = await start(
                 list(stage.argv),
                 stdin=None if reads is None else reads.fd,
@@ -313,12 +366,15 @@ async def start_pipeline(
     flow: Flow | None = None,
     capture_limit: int | None = None,
     keep_log: KeptLog | None = None,
+    ssh: SSHSettings | None = None,
 ) -> Pipeline:
     """Start ``stages`` joined by pipes and return the :class:`Pipeline`.
 
     ``input`` (or the file ``stdin_path``) feeds the first stage; the last stage writes to
     the file ``stdout_path`` (``append`` for ``>>``) or streams to ``on_output``. A stage
-    that cannot start ends the ones already started before the error propagates.
+    that cannot start ends the ones already started before the error propagates (a remote
+    first stage's host that cannot be reached raises
+    :class:`~asyncmagic.engine.ssh.ConnectError`; ``ssh`` configures the client).
     ``capture_limit`` caps what is kept in memory, and ``flow`` lets a slow consumer pause
     the reading, and ``keep_log`` keeps the whole output, as for :func:`~asyncmagic.start`.
     """
@@ -330,6 +386,12 @@ async def start_pipeline(
         if stdin_path is not None:
             raise ValueError("give input= or stdin_path=, not both")
         check_source(input)
+    if any(isinstance(stage, RemoteCommand) for stage in stages[1:]):
+        raise ValueError("only the first stage of a pipeline can run on a host")
+    remote: dict[str, Any] = {}
+    if isinstance(stages[0], RemoteCommand):  # its input goes over SSH, not through a pipe
+        remote = {"input": Path(stdin_path) if stdin_path is not None else input, "ssh": ssh}
+        input = stdin_path = None
     pipe = Pipeline._create(
         tuple(stages),
         timeout=timeout,
@@ -349,6 +411,7 @@ async def start_pipeline(
                     index,
                     fds.reads[index],
                     fds.writes[index],
+                    remote,
                     grace=grace,
                     interrupt_grace=interrupt_grace,
                     cwd=cwd,
@@ -661,4 +724,4 @@ async def _py_result(
     )
 
 
-__all__ = ["Command", "Pipeline", "PyStage", "Stage", "run_pipeline", "start_pipeline"]
+__all__ = ["Command", "Pipeline", "PyStage", "RemoteCommand", "Stage", "run_pipeline", "start_pipeline"]

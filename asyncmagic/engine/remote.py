@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import shlex
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -109,19 +110,28 @@ class _Session(asyncssh.SSHClientSession[bytes]):
     pty) names the remote process group; it is taken out of the output.
     """
 
-    def __init__(self, pump: Pump, marked_fd: int) -> None:
+    def __init__(self, pump: Pump, marked_fd: int, out: _PipeOut | None) -> None:
         self._pump = pump
         self._marked_fd = marked_fd
+        self._out = out
         self._head = b""
         self._looking = True
         self.pgid: int | None = None
         self.lost: Exception | None = None
 
+    def connection_made(self, chan: asyncssh.SSHClientChannel) -> None:  # type: ignore[override]
+        if self._out is not None:
+            self._out.channel = chan
+
     def data_received(self, data: bytes, datatype: int | None) -> None:
         fd = 2 if datatype == asyncssh.EXTENDED_DATA_STDERR else 1
         if self._looking and fd == self._marked_fd:
             data = self._take_mark(data)
-        if data:
+        if not data:
+            return
+        if fd == 1 and self._out is not None:
+            self._out.write(data)
+        else:
             self._pump.pipe_data_received(fd, data)
 
     def _take_mark(self, data: bytes) -> bytes:
@@ -159,12 +169,66 @@ class _Session(asyncssh.SSHClientSession[bytes]):
         self._pump.process_exited()
 
     def _end_of_output(self) -> None:
+        if self._out is not None:
+            self._out.close()
         for fd, eof in self._pump.eof.items():
             if not eof.done():
                 self._pump.pipe_connection_lost(fd, None)
 
 
 _MARK = b"asyncmagic-pgid "
+
+
+class _PipeOut(asyncio.Protocol):
+    """A remote command's stdout written into a local pipe (a pipeline's next stage).
+
+    A full pipe pauses the channel's reading, so the remote command blocks on its writes as
+    a local one would. When the reader goes away, :attr:`refused` is called (the command is
+    sent SIGPIPE, as a local writer gets it) and the rest of the output is dropped.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.WriteTransport | None = None
+        self.channel: asyncssh.SSHClientChannel | None = None
+        self.refused: Callable[[], None] | None = None
+        self.gone = False
+        self._closed = False
+
+    @classmethod
+    async def open(cls, fd: int) -> _PipeOut:
+        """Write into a copy of ``fd`` (the caller keeps and closes its own)."""
+        out = cls()
+        pipe = os.fdopen(os.dup(fd), "wb", 0)
+        await asyncio.get_running_loop().connect_write_pipe(lambda: out, pipe)
+        return out
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def write(self, data: bytes) -> None:
+        if not self.gone and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self._closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.channel is not None:
+            self.channel.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.channel is not None:
+            self.channel.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._closed and exc is None:  # the command's output ended
+            return
+        self.gone = True
+        self.resume_writing()  # what still comes is dropped, never waited for
+        if self.refused is not None:
+            self.refused()
 
 
 class _Stdin:
@@ -208,6 +272,8 @@ class RemoteProcess(Running):
     _stopping: asyncio.Task[None] | None
     _error: str | None
     _feeder: asyncio.Task[None] | None
+    _refusal: asyncio.Task[None] | None
+    """SIGPIPE on its way to the command, whose stdout's local reader went away."""
 
     def __init__(
         self,
@@ -225,6 +291,7 @@ class RemoteProcess(Running):
         interrupt_grace: float,
         input: InputSource | None,
         interactive: bool,
+        out: _PipeOut | None,
     ) -> None:
         super().__init__(command, started_at=started_at, timeout=timeout)
         self.pid = None
@@ -235,7 +302,11 @@ class RemoteProcess(Running):
         self._grace, self._interrupt_grace = grace, interrupt_grace
         self._stopping = None
         self._error = None
-        self._feeder = None
+        self._feeder = self._refusal = None
+        if out is not None:
+            out.refused = self._refused
+            if out.gone:
+                self._refused()
         if input is not None:
             self._feeder = asyncio.ensure_future(feed(input, self._stdin, pump.stdin, self._input_failed))  # type: ignore[arg-type]
         elif not interactive:
@@ -330,13 +401,18 @@ class RemoteProcess(Running):
     def _input_failed(self, error: BaseException) -> None:
         self._fail(input_failed(error))
 
+    def _refused(self) -> None:
+        if self._refusal is None and not self._pump.exited.done():
+            self._refusal = asyncio.ensure_future(self._signal(signal.SIGPIPE))
+
     async def _finish(self) -> Result:
         await self._pump.exited
         self._cancel_timer()
         if self._stopping is not None:
             await self._stopping
-        if self._feeder is not None:
-            await asyncio.wait([self._feeder])
+        for task in (self._feeder, self._refusal):
+            if task is not None:
+                await asyncio.wait([task])
         _live.discard(self)
         return self._result()
 
@@ -390,6 +466,7 @@ async def start_remote(
     interrupt_grace: float = INTERRUPT_GRACE,
     input: InputSource | None = None,
     stdin: str | None = None,
+    stdout_fd: int | None = None,
     pty: bool = False,
     cwd: str | None = None,
     env: Mapping[str, str | None] | None = None,
@@ -403,13 +480,18 @@ async def start_remote(
     """Start ``command`` (a script of the host's bash, else sh, or of ``shell``) on ``host``.
 
     Options mean what they mean for :func:`~asyncmagic.engine.process.start`; ``stdin`` is
-    None (end-of-file) or "pipe" (write with ``send()``). ``ssh`` says where the client's
-    configuration comes from; ``connections`` is the pool to use (default: the shared one).
-    Raises :class:`~asyncmagic.engine.ssh.ConnectError` when the host cannot be reached.
+    None (end-of-file) or "pipe" (write with ``send()``). ``stdout_fd`` sends the command's
+    stdout, as bytes, into that local fd (a pipe; the caller keeps its own copy), not to
+    ``on_output``. ``ssh`` says where the client's configuration comes from;
+    ``connections`` is the pool to use (default: the shared one). Raises
+    :class:`~asyncmagic.engine.ssh.ConnectError` when the host cannot be reached.
     """
     _check(command, timeout, grace, interrupt_grace, input, stdin)
+    if pty and stdout_fd is not None:
+        raise ValueError("a remote pty merges the streams: it cannot write stdout to a pipe")
     loop = asyncio.get_running_loop()
-    pump = Pump(on_output, loop, (1,) if pty else (1, 2), capture_limit, keep_log, watches_prompts=False)
+    pipes = (1,) if pty else (2,) if stdout_fd is not None else (1, 2)
+    pump = Pump(on_output, loop, pipes, capture_limit, keep_log, watches_prompts=False)
     line = remote_command(command, shell=shell, cwd=cwd, env=env or {}, grace=grace)
     options: dict[str, Any] = {"encoding": None}
     if pty:
@@ -418,8 +500,9 @@ async def start_remote(
         )
     pool, ssh = connections or CONNECTIONS, ssh or SSHSettings()
     started_at = now()
+    out = None if stdout_fd is None else await _PipeOut.open(stdout_fd)
     opening = asyncio.ensure_future(
-        pool.session(host, ssh, lambda: _Session(pump, 1 if pty else 2), line, **options)
+        pool.session(host, ssh, lambda: _Session(pump, 1 if pty else 2, out), line, **options)
     )
     cancelled = False
     while not opening.done():  # once asked for, the session may start: it must be owned
@@ -429,11 +512,13 @@ async def start_remote(
             cancelled = True
         except Exception:
             break
+    if opening.exception() is not None and out is not None:
+        out.close()
     if cancelled and opening.exception() is not None:
         raise asyncio.CancelledError
     channel, session = opening.result()
     assert isinstance(session, _Session)
-    if flow is not None:
+    if flow is not None and out is None:  # a pipe's back-pressure pauses that channel
         flow.watch(channel)
     proc = RemoteProcess._create(
         command,
@@ -449,6 +534,7 @@ async def start_remote(
         interrupt_grace=interrupt_grace,
         input=input,
         interactive=stdin == "pipe",
+        out=out,
     )
     _live.add(proc)
     if pump.spill.kept:

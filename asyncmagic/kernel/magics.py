@@ -33,7 +33,7 @@ from ..engine.result import CommandError
 from ..engine.running import Running
 from ..engine.shellstate import KeptShell, describe_state
 from ..engine.spawning import default_shell
-from ..engine.ssh import CONNECTIONS, SSHSettings
+from ..engine.ssh import CONNECTIONS, ConnectError, SSHSettings
 from ..engine.stopping import INTERRUPT_GRACE
 from . import awaiting, hosts, parallel, pipesyntax
 from .asking import asker
@@ -443,14 +443,18 @@ class AsyncMagics(Magics):
 
     async def _apipe(self, spec: PipelineSpec, settings: RunSettings, *, value: bool) -> Any:
         command = " | ".join(map(str, spec.stages))
-        launch = _launch_pipeline(spec, settings.logged_as(self._cell(), command))
+        launch = _launch_pipeline(spec, settings.logged_as(self._cell(), command), self._pipeline_ssh(spec))
         result = await run_for_cell(launch, settings, self.shell.user_ns, command=command)
         return result if value else None
 
     def _start_pipeline_job(self, spec: PipelineSpec, settings: RunSettings) -> Job:
         command = " | ".join(str(stage) for stage in spec.stages)
-        launch = _launch_pipeline(spec, settings.logged_as(f"job{self.background.jobs.next_id}", command))
+        logged = settings.logged_as(f"job{self.background.jobs.next_id}", command)
+        launch = _launch_pipeline(spec, logged, self._pipeline_ssh(spec))
         return self.background.start(command, launch, settings, self.shell.user_ns)
+
+    def _pipeline_ssh(self, spec: PipelineSpec) -> SSHSettings | None:
+        return self.ssh_settings() if spec.remote else None
 
     # -- %ajobs --------------------------------------------------------------------------
 
@@ -534,17 +538,21 @@ class AsyncMagics(Magics):
             raise UsageError(f"%ajobs: {exc.args[0]}") from None
 
 
-def _launch_pipeline(spec: PipelineSpec, settings: RunSettings) -> Launch:
-    def launch(on_output: OutputCallback | None, flow: Flow | None) -> Awaitable[Pipeline]:
-        return start_pipeline(
-            spec.stages,
-            stdin_path=spec.stdin_path,
-            stdout_path=spec.stdout_path,
-            append=spec.append,
-            on_output=on_output,
-            flow=flow,
-            **settings.engine_options(),
-        )
+def _launch_pipeline(spec: PipelineSpec, settings: RunSettings, ssh: SSHSettings | None) -> Launch:
+    async def launch(on_output: OutputCallback | None, flow: Flow | None) -> Pipeline:
+        try:
+            return await start_pipeline(
+                spec.stages,
+                stdin_path=spec.stdin_path,
+                stdout_path=spec.stdout_path,
+                append=spec.append,
+                on_output=on_output,
+                flow=flow,
+                ssh=ssh,
+                **settings.engine_options(),
+            )
+        except ConnectError as exc:  # the one host of the pipeline: the cell's error
+            raise UsageError(f"%apipe: cannot reach {exc}") from None
 
     return launch
 

@@ -6,7 +6,9 @@ No shell ever sees the line, so nothing here is expanded but ``{name}``: no glob
 escapes ``"``, ``\\``, ``$`` and backquote; outside quotes ``\\`` escapes the next character.
 ``{name}`` (outside single quotes) inserts ``str(value)`` into its word, so a value with
 spaces or ``; rm -rf ~`` stays inside one argument; a word that is exactly ``{name*}``
-becomes one argument per item; ``{{`` and ``}}`` are literal braces.
+becomes one argument per item; ``{{`` and ``}}`` are literal braces. ``@HOST`` before the
+first stage runs that stage on HOST over SSH (its words quoted for the host's shell, so it
+runs as given there too); ``@{name}`` takes the host from a variable.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.pipeline import Command, PyStage, Stage
+from ..engine.pipeline import Command, PyStage, RemoteCommand, Stage
 
 OPERATORS = ("|", "<", ">>", ">")
 _FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.]*)(\*?)\}|[{}]")
@@ -37,11 +39,19 @@ class PipelineSpec:
     stdout_path: str | None = None
     append: bool = False
 
+    @property
+    def remote(self) -> bool:
+        """True when the first stage runs on a host."""
+        return isinstance(self.stages[0], RemoteCommand)
+
     def dry_run(self) -> str:
         """One line per stage as its argv list, as it would run: ``1: ['printf', '%s\\n', 'x']``."""
         lines = []
         for number, stage in enumerate(self.stages, 1):
-            shown = repr(list(stage.argv)) if isinstance(stage, Command) else str(stage)
+            if isinstance(stage, RemoteCommand):
+                shown = f"@{stage.host} {list(stage.argv)!r}"
+            else:
+                shown = repr(list(stage.argv)) if isinstance(stage, Command) else str(stage)
             lines.append(f"{number}: {shown}")
         if self.stdin_path:
             lines.append(f"stdin: {self.stdin_path!r}")
@@ -234,6 +244,8 @@ def check_commands(spec: PipelineSpec, env: Mapping[str, str] | None = None, cwd
 
 def _stage(number: int, words: list[_Word], namespace: Mapping[str, Any]) -> Stage:
     first = words[0].pieces
+    if first and not first[0][1] and first[0][0].startswith("@"):
+        return _remote_stage(number, words, namespace)
     if len(first) == 1 and not first[0][1] and first[0][0].startswith("py:"):
         name = first[0][0][3:]
         if len(words) > 1:
@@ -250,3 +262,17 @@ def _stage(number: int, words: list[_Word], namespace: Mapping[str, Any]) -> Sta
     if not argv:
         raise PipeSyntaxError(f"stage {number}: no command left after inserting values")
     return Command(tuple(argv))
+
+
+def _remote_stage(number: int, words: list[_Word], namespace: Mapping[str, Any]) -> RemoteCommand:
+    """``@HOST cmd args``: the stage runs on HOST."""
+    head = words[0].pieces
+    host = "".join(expand(_Word([(head[0][0][1:], False), *head[1:]]), namespace)).strip()
+    if number != 1:
+        raise PipeSyntaxError(f"stage {number}: only the first stage can run on a host (@{host})")
+    if not host:
+        raise PipeSyntaxError("'@' needs a host name right after it: @web1 cat /var/log/syslog | ...")
+    argv = [arg for word in words[1:] for arg in expand(word, namespace)]
+    if not argv:
+        raise PipeSyntaxError(f"@{host}: no command to run there")
+    return RemoteCommand(host, tuple(argv))

@@ -6,13 +6,16 @@ The hosts are this machine, so what runs "remotely" is found in /proc like anyth
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 
 import pytest
 from kernelclient import found, none_left, processes_with, sleeping
+from sshservers import free_port
 
 from asyncmagic import run, start
+from asyncmagic.engine.pipeline import Command, RemoteCommand, run_pipeline, start_pipeline
 from asyncmagic.engine.remote import SCRIPT_MAX, run_remote, start_remote
 from asyncmagic.engine.ssh import ConnectError, Connections, SSHSettings, split_host
 
@@ -231,3 +234,75 @@ def test_no_process_is_left_after_a_run_on_each_host(remote, ssh_servers, marker
     assert [r.stdout for r in results] == [f"{marker}\n"] * 3
     assert none_left(processes_with, marker)
     assert os.getpid() > 0
+
+
+# -- a pipeline's first stage on a host ------------------------------------------------
+
+
+def R(host: str, *argv: str) -> RemoteCommand:
+    return RemoteCommand(host, tuple(argv))
+
+
+def test_a_remote_first_stage_streams_into_local_stages(remote):
+    stages = [R("host0", "printf", "b\\na\\nb\\n"), Command(("sort",)), Command(("uniq", "-c"))]
+    r = arun(run_pipeline(stages, ssh=remote["ssh"]))
+    assert r.ok, r
+    assert [line.split() for line in r.lines] == [["1", "a"], ["2", "b"]]
+    assert r.stages[0].host == "host0" and r.stages[0].command == "@host0 printf b\\na\\nb\\n"
+    assert r.stages[1].host is None
+
+
+def test_a_remote_stage_moves_bytes_unchanged_with_back_pressure(remote, tmp_path):
+    data = os.urandom(3_000_000)  # not UTF-8, and far more than a pipe holds
+    (tmp_path / "blob").write_bytes(data)
+    stages = [R("host0", "cat", str(tmp_path / "blob")), Command(("sha256sum",))]
+    r = arun(run_pipeline(stages, ssh=remote["ssh"]))
+    assert r.ok and r.stdout.split()[0] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_remote_stage_gets_the_input_and_shows_its_stderr_labelled(remote):
+    stages = [R("host0", "sh", "-c", "echo warn >&2; cat"), Command(("sort", "-r"))]
+    r = arun(run_pipeline(stages, input="x\ny\n", ssh=remote["ssh"]))
+    assert r.ok and r.lines == ["y", "x"]
+    assert r.stderr == "[1 sh@host0] warn\n"
+
+
+def test_a_reader_that_stops_early_ends_the_remote_writer_by_sigpipe(remote, marker):
+    stages = [R("host0", "sh", "-c", f"sleep {marker} & yes"), Command(("head", "-n", "2"))]
+    r = arun(run_pipeline(stages, ssh=remote["ssh"], timeout=30))
+    assert r.ok and r.lines == ["y", "y"], r
+    assert r.stages[0].returncode == -signal.SIGPIPE
+    assert none_left(sleeping, marker)
+
+
+def test_a_timeout_ends_the_remote_stage_and_its_tree(remote, marker):
+    stages = [R("host0", "sh", "-c", f"sleep {marker} & sleep {marker}"), Command(("cat",))]
+    r = arun(run_pipeline(stages, ssh=remote["ssh"], timeout=1))
+    assert r.ended == "timeout"
+    assert none_left(sleeping, marker)
+
+
+def test_a_local_stage_that_cannot_start_ends_the_remote_one(remote, marker):
+    stages = [R("host0", "sleep", marker), Command(("/no/such/program",))]
+
+    async def main():
+        with pytest.raises(FileNotFoundError):
+            await start_pipeline(stages, ssh=remote["ssh"])
+
+    arun(main())
+    assert none_left(sleeping, marker)
+
+
+def test_a_remote_stage_whose_host_cannot_be_reached_starts_nothing(remote):
+    stages = [R(f"127.0.0.1:{free_port()}", "cat"), Command(("sort",))]
+
+    async def main():
+        with pytest.raises(ConnectError, match="connection refused"):
+            await start_pipeline(stages, ssh=remote["ssh"])
+
+    arun(main())
+
+
+def test_only_the_first_stage_can_be_remote():
+    with pytest.raises(ValueError, match="only the first stage"):
+        arun(start_pipeline([Command(("true",)), R("host0", "cat")]))

@@ -311,3 +311,66 @@ def test_tab_completes_the_ssh_config_aliases_after_host(k, ssh_servers):
     assert complete(k, "%%arun --host host0,host") == ssh_servers.aliases
     k.run("fleet = ['host0']")
     assert "fleet" in complete(k, "%arun --hosts fl")
+
+
+# -- %apipe @host: the first stage remote, the rest local ------------------------------
+
+
+def test_apipe_runs_its_first_stage_on_a_host_and_streams_into_local_stages(k):
+    k.run("h = 'host1'")
+    ex = k.execute(
+        'r = %apipe @{h} sh -c \'echo "$ASYNCMAGIC_HOST" >&2; printf "b\\na\\nb\\n"\' | sort | uniq -c',
+        timeout=BOUND,
+    )
+    assert ex.error is None, ex.streams
+    assert [line.split() for line in ex.stdout.splitlines()] == [["1", "a"], ["2", "b"]]
+    assert ex.stderr == "[1 sh@host1] host1\n"
+    assert k.eval("[s.host for s in r.stages]") == ["host1", None, None]
+
+
+def test_apipe_dry_run_shows_the_remote_stage_as_it_runs_there(k):
+    ex = k.execute("%apipe --dry-run @host0 grep -c 'a b' /etc/hosts | wc -l")
+    assert ex.stdout == "1: @host0 ['grep', '-c', 'a b', '/etc/hosts']\n2: ['wc', '-l']\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("@ cat | wc", "%apipe: '@' needs a host name"),
+        ("@host0 | wc", "%apipe: @host0: no command"),
+        ("cat /etc/hosts | @host0 wc", "%apipe: stage 2: only the first stage can run on a host"),
+    ],
+)
+def test_apipe_bad_remote_stages_are_one_line(k, line, says):
+    assert usage_error(k.execute(f"%apipe {line}")).startswith(says)
+
+
+def test_apipe_with_an_unreachable_host_is_one_line_naming_it(k):
+    from sshservers import free_port
+
+    port = free_port()
+    message = usage_error(k.execute(f"%apipe @127.0.0.1:{port} cat /etc/hosts | wc -l", timeout=BOUND))
+    assert message.startswith(f"%apipe: cannot reach 127.0.0.1:{port}: connection refused")
+    assert k.eval("1+1") == 2
+
+
+def test_apipe_stop_button_ends_the_remote_stage_tree(k, marker):
+    line = f"%apipe @host0 sh -c 'sleep {marker} & sleep {marker}' | cat"
+    ex = k.execute(line, timeout=BOUND, interrupt_when=lambda ex: len(sleeping(marker)) == 2)
+    assert ": interrupted" in one_line_error(ex, "CommandError")
+    assert none_left(processes_with, marker), "a remote process outlived the interrupt"
+
+
+@pytest.mark.parametrize("how", ["await job.kill()", "%ajobs kill all", "%unload_ext asyncmagic"])
+def test_apipe_remote_stage_in_a_background_job_ends_when_stopped(k, marker, how):
+    k.run(f"job = %apipe --bg @host0 sh -c 'sleep {marker} & sleep {marker}' | cat")
+    assert k.wait_until(lambda: len(sleeping(marker)) == 2, timeout=BOUND) is None
+    k.run(how)
+    try:
+        assert none_left(processes_with, marker, within=10), f"a remote process outlived {how}"
+    finally:
+        if how.startswith("%unload_ext"):
+            k.run("%load_ext asyncmagic")
+            k.run(k.ssh_config_lines)
+    if how == "await job.kill()":
+        assert k.eval("job.result.stages[0].host") == "host0"
