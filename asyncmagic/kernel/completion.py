@@ -1,6 +1,6 @@
 """Tab completion for the magics: options, ``%ajobs`` actions and job ids, variable names
 after ``--stdin``/``--hosts``/``-r``/``-o``/``-e``, the ssh_config's host aliases after
-``--host``, and ``py:`` functions in ``%apipe``.
+``--host`` and ``@`` in ``%apipe``, and ``py:`` functions in ``%apipe``.
 
 One IPython matcher (API v2, ``IPCompleter.custom_matchers``). On a magic's options it
 answers alone (it suppresses the others, so ``%arun --<TAB>`` offers no Python builtins);
@@ -66,6 +66,10 @@ def _completions(magics: Any, line: str, token: str) -> list[str] | None:
     parser: argparse.ArgumentParser = getattr(magics, name).parser
     if token.startswith("-") and not _command_started(words, parser):
         return _starting(token, parser._option_string_actions)
+    at = token.startswith("@") or line[: len(line) - len(token)].endswith("@")
+    if name == "apipe" and at and not _command_started(words, parser):
+        prefix = "@" if token.startswith("@") else ""  # IPython may split the token at '@'
+        return _starting(token, (prefix + a for a in config_aliases(magics.ssh_settings().config)))
     if name == "apipe" and (token.startswith("py:") or line[: len(line) - len(token)].endswith("py:")):
         prefix = "py:" if token.startswith("py:") else ""  # IPython may split the token at ':'
         functions = (n for n, v in namespace.items() if callable(v) and not n.startswith("_"))

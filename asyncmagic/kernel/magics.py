@@ -408,6 +408,8 @@ class AsyncMagics(Magics):
         on the loop. Each stage's stderr shows labelled [N name]; the pipeline fails if
         any stage fails, except a stage ended by SIGPIPE because a later one stopped
         reading. ``x = %apipe ...`` returns the Result; its ``stages`` say how each ended.
+        ``@HOST cmd args | ...`` runs the first stage on HOST over SSH (as given: its words
+        are quoted for the host's shell), its output streaming into the local stages.
         """
         spec, settings, dry = self._apipe_args(line)
         if dry:

@@ -309,6 +309,7 @@ def test_tab_completes_the_ssh_config_aliases_after_host(k, ssh_servers):
 
     assert complete(k, "%arun --host ho") == ssh_servers.aliases
     assert complete(k, "%%arun --host host0,host") == ssh_servers.aliases
+    assert [c.removeprefix("@") for c in complete(k, "%apipe @ho")] == ssh_servers.aliases
     k.run("fleet = ['host0']")
     assert "fleet" in complete(k, "%arun --hosts fl")
 
