@@ -27,7 +27,7 @@ test: lint  ## ruff, then every test (browser tests need Debian's chromium, remo
 	$(PY) -m pytest -q -rs -p no:cacheprovider
 
 bench: $(STAMP)  ## the benchmarks of the README's table; each runs even if one before it failed
-	status=0; for b in arun output jobs apipe ssh; do $(PY) benchmarks/bench_$$b.py || status=1; done; exit $$status
+	status=0; for b in arun output jobs apipe fanout ssh; do $(PY) benchmarks/bench_$$b.py || status=1; done; exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,6 +3,8 @@
 Reply time of ``1+1`` execute requests (sent one after another, from request to idle):
 - with the kernel idle;
 - while 4 ``%arun --bg`` jobs each stream about 5 MB/s into their cell;
+- while 100 ``%arun --bg`` jobs each print a line every 10 ms, with the kernel's CPU per
+  job-second (user + system of the kernel process over the run, by job and second);
 - while IPython's ``%%bash`` streams one such producer in the foreground (the anchor: the
   kernel is blocked, requests wait in the queue; four of them through ``%%bash`` broke the
   kernel's sockets here).
@@ -26,6 +28,12 @@ PRODUCER = (
     f"{PY} -c \"import sys, time; chunk = ('x' * 99 + chr(10)) * 500; "
     f'[(sys.stdout.write(chunk), sys.stdout.flush(), time.sleep(0.01)) for _ in range({SECONDS * 100})]"'
 )
+
+
+# A line every 10 ms for SECONDS seconds: the many-jobs case.
+TICKER = f"for i in $(seq {SECONDS * 100}); do echo tick $i; sleep 0.01; done"
+MANY = 100
+CPU = "(lambda t: t.user + t.system)(__import__('os').times())"
 
 
 def p95(values: list[float]) -> float:
@@ -78,6 +86,14 @@ def main() -> None:
         kernel.run("for _j in (_j0, _j1, _j2, _j3): await _j.wait()")
         streamed = sum(len(m["content"]["text"]) for m in start.of_type("stream"))
 
+        cpu0 = kernel.eval(CPU)
+        t0 = time.monotonic()
+        kernel.run("\n".join(f"_m{i} = %arun -q --bg {TICKER}" for i in range(MANY)))
+        kernel.run(f"_many = [globals()[f'_m{{i}}'] for i in range({MANY})]")
+        many = reply_times(kernel, time.monotonic() + SECONDS - 0.5)
+        kernel.run("for _j in _many: await _j.wait()")
+        many_cpu = (kernel.eval(CPU) - cpu0) / (MANY * (time.monotonic() - t0))
+
     finally:
         kernel.shutdown()
     # The anchor in a kernel of its own: %%bash blocks it for the whole run.
@@ -108,12 +124,20 @@ def main() -> None:
             fmt_ms(p95(busy)),
             f"{p95(busy) / p95(idle):.2f}x",
         ],
+        [
+            f"{MANY} `%arun --bg` jobs, a line every 10 ms each",
+            str(len(many)),
+            fmt_ms(statistics.median(many)),
+            fmt_ms(p95(many)),
+            f"{p95(many) / p95(idle):.2f}x",
+        ],
         anchor_row(blocked, cut_at, p95(idle)),
     ]
     print(
         f"\njobs streamed {streamed / 1e6:.0f} MB to their cell in {SECONDS} s; {time.strftime('%Y-%m-%d')}"
     )
     print(table(rows))
+    print(f"kernel CPU with {MANY} jobs ticking: {many_cpu * 1000:.1f} ms per job-second")
 
 
 if __name__ == "__main__":

@@ -39,14 +39,19 @@ every run writes to a disk in the same state."""
 RESET_PEAK = "open('/proc/self/clear_refs', 'w').write('5')"
 
 
-def peak_growth(kernel: Kernel, cell: str) -> tuple[float, int, int, int]:
-    """(seconds, peak RSS growth in bytes, iopub messages, iopub bytes) of one cell."""
-    kernel.run(f"{RESET_PEAK}\n_rss0 = {PEAK_RSS}")
+CPU = "(lambda t: t.user + t.system)(__import__('os').times())"
+"""The kernel process's own CPU seconds (its threads too, not its children)."""
+
+
+def peak_growth(kernel: Kernel, cell: str) -> tuple[float, int, int, int, float]:
+    """(seconds, peak RSS growth in bytes, iopub messages, iopub bytes, kernel CPU seconds)
+    of one cell."""
+    kernel.run(f"{RESET_PEAK}\n_rss0 = {PEAK_RSS}\n_cpu0 = {CPU}")
     t = timed(kernel, cell)
-    grown = kernel.eval(f"{PEAK_RSS} - _rss0")
+    grown, cpu = kernel.eval(f"({PEAK_RSS} - _rss0, {CPU} - _cpu0)")
     sent = [m for _, m in t.execution.messages if m["msg_type"] not in ("status", "execute_input")]
     size = sum(len(json.dumps(m["content"])) for m in sent)
-    return t.seconds, grown, len(sent), size
+    return t.seconds, grown, len(sent), size, cpu
 
 
 def main() -> None:
@@ -75,7 +80,7 @@ def main() -> None:
         "!cmd, one by one": "\n".join(f"!{c}" for c in SEED_COMMANDS),
     }
     try:
-        flood: dict[str, list[tuple[float, int, int, int]]] = {k: [] for k in cells}
+        flood: dict[str, list[tuple[float, int, int, int, float]]] = {k: [] for k in cells}
         fanned: dict[str, list[float]] = {k: [] for k in fan}
         for _ in range(opts.rounds):
             for name, cell in cells.items():
@@ -89,13 +94,14 @@ def main() -> None:
     base = median([r[0] for r in flood["/dev/null"]])
     held = median([r[0] for r in flood["subprocess.run, captured"]])
     columns = ["1 GB of output", "time vs /dev/null", "time vs subprocess.run, captured"]
-    rows = [[*columns, "kernel peak RSS growth", "iopub messages", "iopub bytes"]]
+    rows = [[*columns, "kernel CPU", "kernel peak RSS growth", "iopub messages", "iopub bytes"]]
     for name, runs in flood.items():
         rows.append(
             [
                 name,
                 f"{median([r[0] for r in runs]) / base:.1f}x",
                 f"{median([r[0] for r in runs]) / held:.2f}x",
+                f"{median([r[4] for r in runs]):.2f} s",
                 f"{median([r[1] for r in runs]) / 2**20:.0f} MB",
                 f"{median([r[2] for r in runs]):,.0f}",
                 f"{median([r[3] for r in runs]):,.0f}",

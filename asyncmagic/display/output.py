@@ -20,7 +20,7 @@ from typing import TextIO
 
 from ..engine.capture import human_size, notice
 from ..engine.flow import Flow
-from ..engine.text import Labeller
+from ..engine.text import Labeller, newlines
 
 MIN_GAP = 0.025
 """Seconds between two flushes of a command's flood (at most 40 a second)."""
@@ -133,7 +133,7 @@ class HeadTail:
             return ""
         cut = self._head_room(text)
         if cut >= len(text):
-            self._lines += text.count("\n")
+            self._lines += newlines(text)
             self._chars += len(text)
             return text
         self.in_tail = True
@@ -172,7 +172,7 @@ class HeadTail:
         each piece's newlines are counted once; the first piece is cut in :meth:`finish`."""
         if not text:
             return
-        lines = text.count("\n")
+        lines = newlines(text)
         self._tail.append((stream, text, lines))
         self._tail_lines += lines
         self._tail_chars += len(text)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
+from .text import newlines
+
 JOIN_EVERY = 4 << 20
 """Characters of small pieces a :class:`Capture` gathers before joining them into one block."""
 
@@ -99,7 +101,7 @@ class Capture:
             old = self._tail.popleft()
             self._tail_chars -= len(old)
             self.dropped_chars += len(old)
-            self.dropped_newlines += old.count("\n")
+            self.dropped_newlines += newlines(old)
             self._mid_line = not old.endswith("\n")
 
     @property
@@ -115,7 +117,7 @@ class Capture:
         excess = self._tail_chars - self.keep
         if excess > 0:
             cut, tail[0] = tail[0][:excess], tail[0][excess:]
-            lines, chars, mid_line = lines + cut.count("\n"), chars + len(cut), not cut.endswith("\n")
+            lines, chars, mid_line = lines + newlines(cut), chars + len(cut), not cut.endswith("\n")
         # Start the tail on a whole line, when it has one: one huge line keeps its end.
         while mid_line and tail and any("\n" in piece for piece in tail):
             cut = tail[0].find("\n")

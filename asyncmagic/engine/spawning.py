@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
 
+from .childwatch import use_pidfds
+
 SCRIPT_ARG_MAX = 64 * 1024
 """Scripts longer than this (bytes) are passed in a file, not as one argument: Linux caps
 one argument at 128 KiB (``MAX_ARG_STRLEN``, E2BIG past it)."""
@@ -70,6 +72,7 @@ async def spawn(
     so it is noted and returned, for the caller to end the process and then go on
     cancelling. ``preexec`` wraps the ``preexec_fn`` (a controlling terminal).
     """
+    use_pidfds()
     sigint = _SigintDefault()
     preexec_fn = sigint.arm()
     if preexec is not None:

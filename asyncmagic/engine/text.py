@@ -5,6 +5,26 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable, Mapping
 
+COUNT_SLICE = 64 * 1024
+"""Characters :func:`newlines` counts at a time: what stays in the CPU cache."""
+
+
+def newlines(text: str) -> int:
+    """How many newlines ``text`` holds; every piece of a flood of output is counted.
+
+    ``str.count`` of one character checks every character in a loop that does not
+    vectorize (about 0.55 s per GB here). Deleting the newlines from ASCII bytes with
+    ``bytes.replace`` finds them with ``memchr``: about 0.2 s per GB, in slices that stay
+    in the cache (one copy of a whole megabyte is slower than the count).
+    """
+    if not text.isascii():
+        return text.count("\n")
+    count = 0
+    for start in range(0, len(text), COUNT_SLICE):
+        data = text[start : start + COUNT_SLICE].encode("ascii")
+        count += len(data) - len(data.replace(b"\n", b""))
+    return count
+
 
 def utf8_decoder() -> codecs.IncrementalDecoder:
     """An incremental UTF-8 decoder: a character split across two reads is decoded whole,

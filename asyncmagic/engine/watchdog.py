@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import select
 import subprocess
 import sys
@@ -39,13 +40,16 @@ _lock = threading.Lock()
 _pipe: int | None = None
 _proc: subprocess.Popen[bytes] | None = None
 _spawns = itertools.count(1)
+_NONCE = secrets.token_hex(6)
 
 
 def expect_spawn() -> str:
     """Before a spawn: start the watchdog if needed and announce a spawn; the token goes in
     the child's environment as :data:`SPAWN_VARIABLE`, then to :func:`track` (or
     :func:`spawn_failed`)."""
-    token = str(next(_spawns))
+    # Unique beyond this process: a dying owner's watchdog ends every session leader whose
+    # environment holds one of its pending tokens, and every child keeps its token for life.
+    token = f"{os.getpid()}-{_NONCE}-{next(_spawns)}"
     _send(f"?{token}\n")
     return token
 

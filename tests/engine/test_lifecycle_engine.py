@@ -343,6 +343,31 @@ def test_the_watchdog_ends_a_child_whose_owner_died_before_registering_it(marker
         owner.kill()
 
 
+def test_a_dying_owners_watchdog_ends_its_own_unregistered_child_only(marker):
+    """Spawn tokens were counters, the same in every kernel: a kernel SIGKILLed with spawn
+    "1" pending had its watchdog end every session leader holding token "1", another
+    kernel's children too (a child keeps its environment for life)."""
+    other = f"{marker}1"
+    owners = [
+        subprocess.Popen(
+            [sys.executable, "-c", UNREGISTERED.format(marker=m)], stdout=subprocess.PIPE, text=True
+        )
+        for m in (marker, other)
+    ]
+    try:
+        for owner in owners:
+            owner.stdout.readline()
+        assert sleeping(marker) and sleeping(other)
+        owners[0].kill()
+        owners[0].wait()
+        assert none_left(sleeping, marker, within=BOUND), "the watchdog did not end its child"
+        assert sleeping(other), "a dying owner's watchdog ended another owner's child"
+    finally:
+        for owner in owners:
+            owner.kill()
+    assert none_left(sleeping, other, within=BOUND)
+
+
 @pytest.mark.parametrize("first_cancel_after", [0.0, 0.05], ids=["during-start", "after-start"])
 def test_a_second_cancel_during_the_interrupt_waits_for_the_tree(marker, first_cancel_after):
     # A stop during a stop: run() returned (cancelled) while the tree was still stopping.

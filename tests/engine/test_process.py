@@ -256,15 +256,67 @@ def test_a_paused_flow_holds_the_command_back_until_resumed():
     async def main():
         flow = Flow()
         flow.pause()
-        proc = await start(f"{PY} -c \"print('z' * 999, end='')\" ; head -c 1000000 /dev/zero", flow=flow)
+        proc = await start(f"{PY} -c \"print('z' * 999, end='')\" ; head -c 3000000 /dev/zero", flow=flow)
         with pytest.raises(TimeoutError):  # the pipe is full and not read: the writer blocks
             await asyncio.wait_for(asyncio.shield(proc.wait()), 0.5)
-        assert not proc.done()
+        assert not proc.done() and proc._transport.get_returncode() is None
         flow.resume()
         result = await proc.wait()
-        assert len(result.stdout) == 999 + 1_000_000
+        assert len(result.stdout) == 999 + 3_000_000
 
     arun(main())
+
+
+def test_an_output_pipe_holds_most_of_a_megabyte_unread():
+    """Reads of a flood come in pieces of up to 1 MiB (a sixteenth of the loop's turns):
+    the pipe holds that much, so a writer of 900 kB is not held back while nobody reads."""
+    from asyncmagic.engine.flow import Flow
+
+    async def main():
+        flow = Flow()
+        flow.pause()
+        proc = await start("head -c 900000 /dev/zero", flow=flow)
+        deadline = time.monotonic() + 20
+        while proc._transport.get_returncode() is None:  # it exited, its output unread
+            assert time.monotonic() < deadline, "the writer was held back by a small pipe"
+            await asyncio.sleep(0.01)
+        pieces = []
+        proc._pump._on_output = lambda stream, text: pieces.append(len(text))
+        flow.resume()
+        result = await proc.wait()
+        assert len(result.stdout) == 900_000 and max(pieces) > 64 * 1024
+
+    arun(main())
+
+
+def test_children_are_waited_for_without_a_thread_each():
+    """On Python 3.11 asyncio starts a thread per child to wait for it; asyncmagic waits
+    on a pidfd instead (engine/childwatch.py), in the loop that started the child."""
+    import threading
+
+    from asyncmagic.engine.childwatch import PidfdWatcher
+
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        pytest.skip("asyncio waits on pidfds itself here")
+
+    async def main():
+        before = {t.ident for t in threading.enumerate()}
+        proc = await start("sleep 0.3; exit 3")
+        during = {t.ident for t in threading.enumerate()} - before
+        return during, await proc.wait()
+
+    during, result = arun(main())
+    assert not during and result.returncode == 3
+    assert isinstance(asyncio.get_event_loop_policy().get_child_watcher(), PidfdWatcher)
+
+    def in_a_thread(out):  # a private loop in a worker thread, as a blocking %arun has
+        out.append(asyncio.run(run("kill -TERM $$")))
+
+    out: list = []
+    worker = threading.Thread(target=in_a_thread, args=(out,))
+    worker.start()
+    worker.join(30)
+    assert out and out[0].returncode == -signal.SIGTERM and out[0].ended == "signal"
 
 
 def test_an_ask_that_breaks_ends_the_command_with_its_error():

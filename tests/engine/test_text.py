@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from asyncmagic.engine.text import Labeller, Lines, shorten, utf8_decoder
+import pytest
+
+from asyncmagic.engine.text import Labeller, Lines, newlines, shorten, utf8_decoder
 
 
 def test_a_character_split_across_reads_is_decoded_whole():
@@ -37,3 +39,22 @@ def test_shorten_keeps_one_line_and_says_what_was_left_out():
     assert shorten("echo one\necho two", 20) == "echo one…"
     assert shorten("x" * 30, 10) == "x" * 9 + "…"
     assert shorten("", 5) == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "a",
+        "\n",
+        "a\nb\n",
+        "no newline",
+        "é\nü\n" * 100,
+        ("x" * 99 + "\n") * 3000,
+        "\n" * 65536 + "\n",
+        "y" * 70000,
+    ],
+    ids=["empty", "one", "newline", "two", "none", "non-ascii", "past-a-slice", "slice-edge", "long-line"],
+)
+def test_newlines_counts_as_str_count_does(text):
+    assert newlines(text) == text.count("\n")
