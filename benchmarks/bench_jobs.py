@@ -30,8 +30,13 @@ PRODUCER = (
 )
 
 
-# A line every 10 ms for SECONDS seconds: the many-jobs case.
-TICKER = f"for i in $(seq {SECONDS * 100}); do echo tick $i; sleep 0.01; done"
+# A line every 10 ms for SECONDS seconds: the many-jobs case. One process each, no fork per
+# line (a shell's `sleep 0.01` would be 10,000 forks a second for 100 jobs, which is the
+# machine's limit, not the kernel's).
+TICKER = (
+    f'{PY} -c "import time; '
+    f"[(print('tick', i, flush=True), time.sleep(0.01)) for i in range({SECONDS * 100})]\""
+)
 MANY = 100
 CPU = "(lambda t: t.user + t.system)(__import__('os').times())"
 
@@ -90,6 +95,7 @@ def main() -> None:
         t0 = time.monotonic()
         kernel.run("\n".join(f"_m{i} = %arun -q --bg {TICKER}" for i in range(MANY)))
         kernel.run(f"_many = [globals()[f'_m{{i}}'] for i in range({MANY})]")
+        kernel.run("for _j in _many: await _j.expect('tick', timeout=60)")  # every one is ticking
         many = reply_times(kernel, time.monotonic() + SECONDS - 0.5)
         kernel.run("for _j in _many: await _j.wait()")
         many_cpu = (kernel.eval(CPU) - cpu0) / (MANY * (time.monotonic() - t0))

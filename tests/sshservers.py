@@ -104,6 +104,8 @@ class SSHServers:
     count: int
     user: str = ""
     """Who logs in: empty for this user; else that user, created (a plain login) if missing."""
+    max_sessions: int = 50
+    """Each server's ``MaxSessions``: sessions one connection may hold."""
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="asyncmagic-sshd-")))
     servers: list[Server] = field(default_factory=list)
 
@@ -135,7 +137,7 @@ class SSHServers:
                 f"AuthorizedKeysFile {authorized}\nUsePAM no\nStrictModes no\n"
                 f"PidFile {self.root}/sshd{i}.pid\nPasswordAuthentication no\n"
                 "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-                "MaxStartups 100:30:200\nMaxSessions 50\nLogLevel ERROR\n"
+                f"MaxStartups 100:30:200\nMaxSessions {self.max_sessions}\nLogLevel ERROR\n"
                 f"SetEnv ASYNCMAGIC_HOST={alias}\n"
             )
             self.servers.append(Server(alias, port, host_key, server_config))

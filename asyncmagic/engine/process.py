@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import fcntl
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -370,7 +369,7 @@ async def start(
         if terminal is not None:
             terminal.start(loop, pump)
         for fd in () if terminal else pipes:
-            _read_in_big_chunks(transport.get_pipe_transport(fd))
+            pump.size_reads(fd, transport.get_pipe_transport(fd))
         if flow is not None:
             for fd in pipes:
                 flow.watch(terminal or transport.get_pipe_transport(fd))
@@ -396,24 +395,6 @@ async def start(
         await through_cancellations(proc.stop("killed"))
         raise asyncio.CancelledError
     return proc
-
-
-PIPE_SIZE = 1 << 20
-"""Bytes an output pipe holds (Linux's limit for a user, ``/proc/sys/fs/pipe-max-size``)."""
-
-
-def _read_in_big_chunks(pipe: asyncio.BaseTransport | None) -> None:
-    """Let a flood of output arrive in reads of up to 1 MiB instead of the 64 KiB a default
-    pipe holds: a sixteenth of the loop's turns and system calls per gigabyte (the kernel's
-    CPU per GB fell from about 1.4 s to 0.9 s). A trickle is unchanged: a read returns what
-    is there. Where the pipe cannot grow (a user over ``pipe-user-pages-soft``) it stays."""
-    if pipe is None:
-        return
-    try:
-        fcntl.fcntl(pipe.get_extra_info("pipe").fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    except (OSError, AttributeError, ValueError):
-        return
-    pipe.max_size = PIPE_SIZE  # type: ignore[attr-defined]  # asyncio's read size, 256 KiB
 
 
 def _check(

@@ -84,8 +84,9 @@ SCRIPT_MAX = 100_000
 """Characters of a remote script: sshd hands the command to the login shell as one argument,
 which Linux caps at 128 KiB."""
 
-KILL_WAIT = 5.0
-"""Seconds after SIGKILL before the channel is closed without the command's end."""
+ABANDON_WAIT = 5.0
+"""Seconds a closed channel may take to end once no signal ended the command; after them
+the command is given up locally (the kernel must never wait for a host forever)."""
 
 
 def remote_command(
@@ -358,6 +359,10 @@ class RemoteProcess(Running):
             if done:
                 return
         self._channel.close()  # nothing more can be done from here; the wrapper's watcher goes on
+        done, _ = await asyncio.wait([self._pump.exited], timeout=ABANDON_WAIT)
+        if not done:  # the host keeps the session open: give it up here, and say so
+            self._error = self._error or "no signal reached it on the host, which kept its session open"
+            self._session.connection_lost(None)
 
     async def _signal(self, sig: int) -> None:
         """Send ``sig`` to the remote group: as a channel signal (OpenSSH >= 7.9 delivers

@@ -3,9 +3,11 @@
 A host is named as ``ssh`` names it: an alias of the ssh_config (HostName, User, Port,
 IdentityFile and ProxyJump are honoured, as asyncssh reads them), ``user@host`` or
 ``host:port``. The first command to a host opens its connection; the next ones open a
-session on it (no new handshake). A connection that closed (the host dropped it, a
-keepalive went unanswered) is opened again by the next command. Every failure to reach a
-host is a :class:`ConnectError`: one line naming the host and the cause.
+session on it (no new handshake). A connection holds at most 10 sessions at once (OpenSSH's
+default ``MaxSessions``; fewer if the server refuses sooner): an eleventh opens a second
+connection to that host. A connection that closed (the host dropped it, a keepalive went
+unanswered) is opened again by the next command. Every failure to reach a host is a
+:class:`ConnectError`: one line naming the host and the cause.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import asyncssh
 
@@ -94,24 +97,46 @@ def config_aliases(path: str = "") -> list[str]:
     return aliases
 
 
+T = TypeVar("T")
+
+SESSIONS_PER_CONNECTION = 10
+"""Sessions open at once on one connection: OpenSSH's default ``MaxSessions``."""
+
+
 @dataclass
 class _Open:
     connection: asyncssh.SSHClientConnection
     opened_at: datetime
     loop: asyncio.AbstractEventLoop
     channels: list[asyncssh.SSHClientChannel] = field(default_factory=list)
+    opening: int = 0
+    """Sessions asked for and not open yet: their places are taken."""
+    limit: int = SESSIONS_PER_CONNECTION
+    """Sessions the server lets this connection hold (lowered when it refuses one)."""
 
     def sessions(self) -> int:
-        """How many of its sessions are open now."""
-        self.channels = [c for c in self.channels if not c.is_closing()]
+        """How many of its sessions are open now (a session whose input ended is still open)."""
         return len(self.channels)
+
+    def hold(self, channel: asyncssh.SSHClientChannel) -> None:
+        """Count ``channel`` among the open sessions until it is closed."""
+        self.channels.append(channel)
+        closed = asyncio.ensure_future(channel.wait_closed())
+        closed.add_done_callback(lambda _: self.channels.remove(channel))
+
+    def has_room(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return (
+            self.loop is loop
+            and not self.connection.is_closed()
+            and self.sessions() + self.opening < self.limit
+        )
 
 
 class Connections:
-    """The open connections, one per (host, settings); see :mod:`asyncmagic.engine.ssh`."""
+    """The open connections, one per (host, settings) and ten sessions; see :mod:`asyncmagic.engine.ssh`."""
 
     def __init__(self) -> None:
-        self._open: dict[tuple[str, SSHSettings], _Open] = {}
+        self._open: dict[tuple[str, SSHSettings], list[_Open]] = {}
         self._opening: dict[tuple[str, SSHSettings], asyncio.Future[_Open]] = {}
         self.opened = 0
         """How many connections were opened (a handshake each), for tests and the table."""
@@ -124,53 +149,73 @@ class Connections:
         command: str,
         **options: Any,
     ) -> tuple[asyncssh.SSHClientChannel, asyncssh.SSHClientSession]:
-        """Open a session running ``command`` on ``host``, on its connection (opened if need be).
+        """Open a session running ``command`` on ``host``, on a connection with room (opened
+        if need be); the caller owns it once it is returned."""
 
-        A connection found closed when the session opens is opened again, once.
-        """
-        for attempt in (1, 2):
-            held = await self._connection(host, settings)
-            try:
-                channel, session = await held.connection.create_session(factory, command, **options)
-            except (asyncssh.Error, OSError) as exc:
-                if attempt == 1 and held.connection.is_closed():
-                    self._forget(host, settings, held)
-                    continue
-                raise ConnectError(host, f"cannot start a session: {_why(exc, settings)}") from None
-            held.channels.append(channel)
+        async def open_on(held: _Open) -> tuple[asyncssh.SSHClientChannel, asyncssh.SSHClientSession]:
+            channel, session = await held.connection.create_session(factory, command, **options)
+            held.hold(channel)
             return channel, session
-        raise AssertionError("unreachable")
+
+        return await self._on_a_connection(host, settings, open_on)
 
     async def run(self, host: str, settings: SSHSettings, command: str, timeout: float = 10.0) -> int | None:
         """Run a short ``command`` of our own on ``host`` (a session, no output); its exit status."""
-        held = await self._connection(host, settings)
-        result = await asyncio.wait_for(held.connection.run(command, check=False), timeout)
-        return result.exit_status
+
+        async def run_on(held: _Open) -> int | None:
+            result = await asyncio.wait_for(held.connection.run(command, check=False), timeout)
+            return result.exit_status
+
+        return await self._on_a_connection(host, settings, run_on)
+
+    async def _on_a_connection(
+        self, host: str, settings: SSHSettings, use: Callable[[_Open], Awaitable[T]]
+    ) -> T:
+        """``use`` a session's place on a connection to ``host``. A connection found closed
+        is opened again, and one whose server refuses the session is full (its MaxSessions
+        is lower than ours): the next try goes to another; three tries in all."""
+        for attempt in (1, 2, 3):
+            held = await self._place(host, settings)
+            try:
+                return await use(held)
+            except (asyncssh.Error, OSError) as exc:
+                if attempt < 3 and held.connection.is_closed():
+                    self._forget(host, settings, held)
+                    continue
+                if attempt < 3 and isinstance(exc, asyncssh.ChannelOpenError):
+                    held.limit = max(1, held.sessions())
+                    continue
+                raise ConnectError(host, f"cannot start a session: {_why(exc, settings)}") from None
+            finally:
+                held.opening -= 1
+        raise AssertionError("unreachable")
 
     def table(self) -> list[dict[str, Any]]:
         """One row per open connection: host, peer address, user, when opened, open sessions."""
         rows = []
-        for (host, _), held in self._open.items():
-            if held.connection.is_closed():
-                continue
-            peer = held.connection.get_extra_info("peername") or ("?", 0)
-            rows.append(
-                {
-                    "host": host,
-                    "peer": f"{peer[0]}:{peer[1]}",
-                    "user": held.connection.get_extra_info("username") or "",
-                    "opened_at": held.opened_at,
-                    "sessions": held.sessions(),
-                }
-            )
+        for (host, _), conns in self._open.items():
+            for held in conns:
+                if held.connection.is_closed():
+                    continue
+                peer = held.connection.get_extra_info("peername") or ("?", 0)
+                rows.append(
+                    {
+                        "host": host,
+                        "peer": f"{peer[0]}:{peer[1]}",
+                        "user": held.connection.get_extra_info("username") or "",
+                        "opened_at": held.opened_at,
+                        "sessions": held.sessions(),
+                    }
+                )
         return rows
 
     def close_now(self) -> None:
         """Close every connection without waiting (the loop may not run again): each
         remote command then ends itself (see :mod:`asyncmagic.engine.remote`)."""
-        for held in self._open.values():
-            if not held.loop.is_closed():
-                held.connection.close()
+        for conns in self._open.values():
+            for held in conns:
+                if not held.loop.is_closed():
+                    held.connection.close()
         self._open.clear()
         for opening in self._opening.values():
             if not opening.get_loop().is_closed():
@@ -178,24 +223,34 @@ class Connections:
 
     async def aclose(self) -> None:
         """Close every connection and wait until they are closed."""
-        held = list(self._open.values())
+        held = [h for conns in self._open.values() for h in conns]
         self.close_now()
         for h in held:
             await h.connection.wait_closed()
 
-    async def _connection(self, host: str, settings: SSHSettings) -> _Open:
+    async def _place(self, host: str, settings: SSHSettings) -> _Open:
+        """A connection to ``host`` with room for one more session, that place taken."""
         key = (host, settings)
-        held = self._open.get(key)
-        if held is not None and not held.connection.is_closed():
-            if held.loop is asyncio.get_running_loop():
-                return held
-            del self._open[key]  # opened on a loop that is gone (asyncio.run() each time)
-        opening = self._opening.get(key)
-        if opening is None or opening.get_loop() is not asyncio.get_running_loop():
-            # concurrent first calls share one handshake
-            opening = self._opening[key] = asyncio.ensure_future(self._connect(host, settings))
-            opening.add_done_callback(lambda _: self._opening.pop(key, None))
-        return await asyncio.shield(opening)
+        loop = asyncio.get_running_loop()
+        while True:
+            # drop what closed, or was opened on a loop that is gone (asyncio.run() each time)
+            conns = self._open[key] = [
+                h for h in self._open.get(key, []) if h.loop is loop and not h.connection.is_closed()
+            ]
+            for held in conns:
+                if held.has_room(loop):
+                    held.opening += 1
+                    return held
+            opening = self._opening.get(key)
+            if opening is None or opening.get_loop() is not loop:
+                # concurrent calls share one handshake; if it fills at once, another follows
+                opening = self._opening[key] = asyncio.ensure_future(self._connect(host, settings))
+                opening.add_done_callback(partial(self._opened, key))
+            await asyncio.shield(opening)
+
+    def _opened(self, key: tuple[str, SSHSettings], opening: asyncio.Future[_Open]) -> None:
+        if self._opening.get(key) is opening:
+            del self._opening[key]
 
     async def _connect(self, host: str, settings: SSHSettings) -> _Open:
         try:
@@ -227,12 +282,14 @@ class Connections:
         except (asyncssh.Error, OSError, asyncio.TimeoutError, ValueError) as exc:
             raise ConnectError(host, _why(exc, settings, host)) from None
         self.opened += 1
-        held = self._open[(host, settings)] = _Open(connection, now(), asyncio.get_running_loop())
+        held = _Open(connection, now(), asyncio.get_running_loop())
+        self._open.setdefault((host, settings), []).append(held)
         return held
 
     def _forget(self, host: str, settings: SSHSettings, held: _Open) -> None:
-        if self._open.get((host, settings)) is held:
-            del self._open[(host, settings)]
+        conns = self._open.get((host, settings), [])
+        if held in conns:
+            conns.remove(held)
 
 
 def _why(exc: BaseException, settings: SSHSettings, host: str = "") -> str:

@@ -12,7 +12,7 @@ import signal
 
 import pytest
 from kernelclient import found, none_left, processes_with, sleeping
-from sshservers import free_port
+from sshservers import SSHServers, free_port
 
 from asyncmagic import run, start
 from asyncmagic.engine.pipeline import Command, RemoteCommand, run_pipeline, start_pipeline
@@ -306,3 +306,45 @@ def test_a_remote_stage_whose_host_cannot_be_reached_starts_nothing(remote):
 def test_only_the_first_stage_can_be_remote():
     with pytest.raises(ValueError, match="only the first stage"):
         arun(start_pipeline([Command(("true",)), R("host0", "cat")]))
+
+
+def test_more_sessions_than_a_connection_holds_open_another_connection(remote, marker):
+    """OpenSSH lets a connection hold 10 sessions (MaxSessions): the eleventh and twelfth
+    command to one host go over a second connection, and all of them end."""
+
+    async def main():
+        pool = remote["connections"]
+        procs = await asyncio.gather(*(start_remote(f"sleep {marker}", "host0", **remote) for _ in range(12)))
+        assert found(lambda m: sleeping(m) if len(sleeping(m)) == 12 else [], marker)
+        assert pool.opened == 2
+        assert sorted(row["sessions"] for row in pool.table()) == [2, 10]
+        results = await asyncio.gather(*(p.stop("killed", grace=0.5) for p in procs))
+        await pool.aclose()
+        return results
+
+    results = arun(main())
+    assert [r.ended for r in results] == ["killed"] * 12
+    assert none_left(sleeping, marker)
+
+
+def test_a_server_that_allows_fewer_sessions_gets_another_connection(marker):
+    """A server whose MaxSessions is 3 refuses the fourth session on a connection: that
+    connection is full, and the fourth and fifth commands go over a second one."""
+    servers = SSHServers(1, max_sessions=3)
+    settings = SSHSettings(config=str(servers.ssh_config), known_hosts=str(servers.known_hosts))
+    pool = Connections()
+
+    async def main():
+        procs = [
+            await start_remote(f"sleep {marker}", "host0", ssh=settings, connections=pool) for _ in range(5)
+        ]
+        assert found(lambda m: sleeping(m) if len(sleeping(m)) == 5 else [], marker)
+        assert pool.opened == 2 and sorted(row["sessions"] for row in pool.table()) == [2, 3]
+        await asyncio.gather(*(p.stop("killed", grace=0.5) for p in procs))
+        await pool.aclose()
+
+    try:
+        arun(main())
+    finally:
+        servers.close()
+    assert none_left(sleeping, marker)
