@@ -29,7 +29,7 @@ from .prompts import (
     reading_terminal,
     unread_output,
 )
-from .pump import OutputCallback, Pump
+from .pump import OutputCallback, Pump, PumpedOutput
 from .remote import RemoteProcess, start_remote
 from .result import Ended, Result
 from .running import Running, now, run_to_end, through_cancellations
@@ -47,7 +47,7 @@ listening to it rather than hang.
 """
 
 
-class Process(Running):
+class Process(PumpedOutput, Running):
     """A command started by :func:`start` (no public constructor).
 
     It runs as the leader of a new session, so ``pgid == pid`` names its whole tree.
@@ -107,24 +107,6 @@ class Process(Running):
     def returncode(self) -> int | None:
         """The exit status (``-N`` for signal N) once the command itself exited, else None."""
         return self._transport.get_returncode()
-
-    @property
-    def stdout(self) -> str:
-        """Standard output received so far (head and tail past the capture limit)."""
-        if self._finished.done():
-            return self._finished.result().stdout
-        return self._pump.captured[1].text(self._pump.spill.path)
-
-    @property
-    def stderr(self) -> str:
-        """Standard error received so far (head and tail past the capture limit)."""
-        if self._finished.done():
-            return self._finished.result().stderr
-        return self._pump.captured[2].text(self._pump.spill.path)
-
-    def log_path(self) -> str:
-        """A file holding every byte of the output (stdout and stderr as they arrived)."""
-        return self._pump.spill.materialize()
 
     async def send(self, data: str | bytes) -> None:
         """Write to the command's stdin (started with ``stdin="pipe"``) and wait until it is taken."""
@@ -254,26 +236,7 @@ class Process(Running):
     def _result(self) -> Result:
         returncode = self._transport.get_returncode()
         assert returncode is not None
-        pump = self._pump
-        if any(c.truncated for c in pump.captured.values()):
-            pump.spill.materialize()
-        pump.spill.close()
-        stdout, stderr = (pump.captured[fd].text(pump.spill.path) for fd in (1, 2))
-        for capture in pump.captured.values():
-            capture.release()
-        return Result(
-            command=self.command,
-            returncode=returncode,
-            stdout=stdout,
-            stderr=stderr,
-            log_path=pump.spill.path,
-            started_at=self.started_at,
-            finished_at=now(),
-            ended=self._ended or ("signal" if returncode < 0 else "exit"),
-            timeout=self._timeout,
-            pid=self.pid,
-            error=self._error,
-        )
+        return self._output_result(returncode, pid=self.pid, error=self._error)
 
 
 async def start(

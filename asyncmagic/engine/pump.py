@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import fcntl
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from .capture import Capture, KeptLog, Spill
+from .result import Ended, Result
+from .running import now
 from .stdin import WriteGate
 from .text import utf8_decoder
 
@@ -116,3 +119,56 @@ class Pump(asyncio.SubprocessProtocol):
         self.captured[fd].append(text)
         if self._on_output is not None:
             self._on_output(_STREAM_NAMES[fd], text)
+
+
+class PumpedOutput:
+    """The output of a command whose :class:`Pump` receives it, for a
+    :class:`~asyncmagic.engine.running.Running` (a local process and a remote one alike)."""
+
+    _pump: Pump
+    _finished: asyncio.Future[Result]
+    command: str
+    started_at: datetime
+    _ended: Ended | None
+    _timeout: float | None
+
+    @property
+    def stdout(self) -> str:
+        """Standard output received so far (head and tail past the capture limit)."""
+        if self._finished.done():
+            return self._finished.result().stdout
+        return self._pump.captured[1].text(self._pump.spill.path)
+
+    @property
+    def stderr(self) -> str:
+        """Standard error received so far (head and tail past the capture limit)."""
+        if self._finished.done():
+            return self._finished.result().stderr
+        return self._pump.captured[2].text(self._pump.spill.path)
+
+    def log_path(self) -> str:
+        """A file holding every byte of the output (stdout and stderr as they arrived)."""
+        return self._pump.spill.materialize()
+
+    def _output_result(self, returncode: int, **fields: Any) -> Result:
+        """The Result once the output is over: the log closed (materialized first if a
+        capture was cut, so the notice can name it), the captures taken and released."""
+        pump = self._pump
+        if any(c.truncated for c in pump.captured.values()):
+            pump.spill.materialize()
+        pump.spill.close()
+        stdout, stderr = (pump.captured[fd].text(pump.spill.path) for fd in (1, 2))
+        for capture in pump.captured.values():
+            capture.release()
+        return Result(
+            command=self.command,
+            returncode=returncode,
+            stdout=stdout,
+            stderr=stderr,
+            log_path=pump.spill.path,
+            started_at=self.started_at,
+            finished_at=now(),
+            ended=self._ended or ("signal" if returncode < 0 else "exit"),
+            timeout=self._timeout,
+            **fields,
+        )

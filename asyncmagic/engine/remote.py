@@ -30,7 +30,7 @@ import asyncssh
 
 from .capture import KeptLog
 from .flow import Flow
-from .pump import OutputCallback, Pump
+from .pump import OutputCallback, Pump, PumpedOutput
 from .result import Ended, Result
 from .running import Running, now, run_to_end, through_cancellations
 from .ssh import CONNECTIONS, Connections, SSHSettings
@@ -254,7 +254,7 @@ class _Stdin:
                 pass
 
 
-class RemoteProcess(Running):
+class RemoteProcess(PumpedOutput, Running):
     """A command started on a host by :func:`start_remote` (no public constructor).
 
     Its :class:`Result` has ``host`` set; ``pid`` is None (the remote pid is not ours to use).
@@ -313,21 +313,6 @@ class RemoteProcess(Running):
         elif not interactive:
             self._stdin.close()  # as /dev/null: a read gets end-of-file
         self._begin(self._finish())
-
-    @property
-    def stdout(self) -> str:
-        if self._finished.done():
-            return self._finished.result().stdout
-        return self._pump.captured[1].text(self._pump.spill.path)
-
-    @property
-    def stderr(self) -> str:
-        if self._finished.done():
-            return self._finished.result().stderr
-        return self._pump.captured[2].text(self._pump.spill.path)
-
-    def log_path(self) -> str:
-        return self._pump.spill.materialize()
 
     async def send(self, data: str | bytes) -> None:
         if self._stdin.is_closing() or self._pump.stdin.lost:
@@ -422,27 +407,8 @@ class RemoteProcess(Running):
         return self._result()
 
     def _result(self) -> Result:
-        pump = self._pump
         returncode, error = self._returncode()
-        if any(c.truncated for c in pump.captured.values()):
-            pump.spill.materialize()
-        pump.spill.close()
-        stdout, stderr = (pump.captured[fd].text(pump.spill.path) for fd in (1, 2))
-        for capture in pump.captured.values():
-            capture.release()
-        return Result(
-            command=self.command,
-            returncode=returncode,
-            stdout=stdout,
-            stderr=stderr,
-            log_path=pump.spill.path,
-            started_at=self.started_at,
-            finished_at=now(),
-            ended=self._ended or ("signal" if returncode < 0 else "exit"),
-            timeout=self._timeout,
-            error=self._error or error,
-            host=self.host,
-        )
+        return self._output_result(returncode, error=self._error or error, host=self.host)
 
     def _returncode(self) -> tuple[int, str | None]:
         """The exit status (``-N`` for signal N), and the error when the connection went first."""
