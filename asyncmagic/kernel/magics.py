@@ -61,6 +61,8 @@ _NOT_FOR_PIPELINES = {
     "--shell": "its stages run without a shell",
     "--keep": "its stages run without a shell, which is what keeps the state",
     "--ask": "its stages read pipes, not a terminal",
+    "--host": "its first stage runs on a host written @HOST: %apipe @web1 cat FILE | grep x",
+    "--hosts": "its first stage runs on a host written @HOST: %apipe @{host} cat FILE | grep x",
 }
 """What ``%apipe`` says for the command-only options it does not take."""
 

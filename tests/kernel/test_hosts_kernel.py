@@ -340,6 +340,7 @@ def test_apipe_dry_run_shows_the_remote_stage_as_it_runs_there(k):
         ("@ cat | wc", "%apipe: '@' needs a host name"),
         ("@host0 | wc", "%apipe: @host0: no command"),
         ("cat /etc/hosts | @host0 wc", "%apipe: stage 2: only the first stage can run on a host"),
+        ("--host host0 cat /etc/hosts", "%apipe has no --host: its first stage runs on a host written @HOST"),
     ],
 )
 def test_apipe_bad_remote_stages_are_one_line(k, line, says):
