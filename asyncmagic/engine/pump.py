@@ -67,10 +67,9 @@ class Pump(asyncio.SubprocessProtocol):
     def size_reads(self, fd: int, pipe: asyncio.BaseTransport | None) -> None:
         """Read output pipe ``fd`` in pieces that fit what arrives: 64 KiB while it
         trickles; once a read fills that, up to 1 MiB from a pipe grown to hold it, until a
-        read brings less than 4 KiB. A flood
-        then costs a sixteenth of the loop's turns and system calls (the kernel's CPU per
-        GB fell by about a third). Where the pipe cannot grow (a user over
-        ``pipe-user-pages-soft``) reads stay small."""
+        read brings less than 4 KiB. A flood then costs a sixteenth of the loop's turns and
+        system calls. Where the pipe cannot grow (a user over ``pipe-user-pages-soft``)
+        reads stay small."""
         if pipe is None or not hasattr(pipe, "max_size"):
             return
         pipe.max_size = SMALL_READ  # type: ignore[attr-defined]

@@ -200,7 +200,11 @@ class _PipeOut(asyncio.Protocol):
         """Write into a copy of ``fd`` (the caller keeps and closes its own)."""
         out = cls()
         pipe = os.fdopen(os.dup(fd), "wb", 0)
-        await asyncio.get_running_loop().connect_write_pipe(lambda: out, pipe)
+        try:
+            await asyncio.get_running_loop().connect_write_pipe(lambda: out, pipe)
+        except BaseException:  # cancelled meanwhile: the copy is ours to close
+            pipe.close()
+            raise
         return out
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
