@@ -3,8 +3,11 @@
 Reply time of ``1+1`` execute requests (sent one after another, from request to idle):
 - with the kernel idle;
 - while 4 ``%arun --bg`` jobs each stream about 5 MB/s into their cell;
+- while 100 such commands run outside the kernel, writing to /dev/null: what the same load
+  costs the machine, the floor of the next row;
 - while 100 ``%arun --bg`` jobs each print a line every 10 ms, with the kernel's CPU per
-  job-second (user + system of the kernel process over the run, by job and second);
+  job-second (user + system of the kernel process over a second of ticking with no
+  requests, by job and second);
 - while IPython's ``%%bash`` streams one such producer in the foreground (the anchor: the
   kernel is blocked, requests wait in the queue; four of them through ``%%bash`` broke the
   kernel's sockets here).
@@ -16,6 +19,7 @@ with the machine's load.
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
 import time
 
@@ -30,12 +34,12 @@ PRODUCER = (
 )
 
 
-# A line every 10 ms for SECONDS seconds: the many-jobs case. One process each, no fork per
-# line (a shell's `sleep 0.01` would be 10,000 forks a second for 100 jobs, which is the
-# machine's limit, not the kernel's).
+# A line every 10 ms for SECONDS + 2 seconds (start-up, and a second to measure CPU): the
+# many-jobs case. One process each, no fork per line (a shell's `sleep 0.01` would be 10,000
+# forks a second for 100 jobs, which is the machine's limit, not the kernel's).
 TICKER = (
     f'{PY} -c "import time; '
-    f"[(print('tick', i, flush=True), time.sleep(0.01)) for i in range({SECONDS * 100})]\""
+    f"[(print('tick', i, flush=True), time.sleep(0.01)) for i in range({(SECONDS + 2) * 100})]\""
 )
 MANY = 100
 CPU = "(lambda t: t.user + t.system)(__import__('os').times())"
@@ -90,14 +94,20 @@ def main() -> None:
         busy = reply_times(kernel, time.monotonic() + SECONDS - 0.5)
         kernel.run("for _j in (_j0, _j1, _j2, _j3): await _j.wait()")
 
-        cpu0 = kernel.eval(CPU)
-        t0 = time.monotonic()
+        outside = [subprocess.Popen(TICKER, shell=True, stdout=subprocess.DEVNULL) for _ in range(MANY)]
+        time.sleep(0.5)
+        machine = reply_times(kernel, time.monotonic() + SECONDS)
+        for proc in outside:
+            proc.wait()
+
         kernel.run("\n".join(f"_m{i} = %arun -q --bg {TICKER}" for i in range(MANY)))
         kernel.run(f"_many = [globals()[f'_m{{i}}'] for i in range({MANY})]")
         kernel.run("for _j in _many: await _j.expect('tick', timeout=60)")  # every one is ticking
-        many = reply_times(kernel, time.monotonic() + SECONDS - 0.5)
-        kernel.run("for _j in _many: await _j.wait()")
+        cpu0, t0 = kernel.eval(CPU), time.monotonic()
+        time.sleep(1.0)  # no requests meanwhile: they cost CPU of their own
         many_cpu = (kernel.eval(CPU) - cpu0) / (MANY * (time.monotonic() - t0))
+        many = reply_times(kernel, time.monotonic() + SECONDS)
+        kernel.run("for _j in _many: await _j.wait()")
 
     finally:
         kernel.shutdown()
@@ -130,6 +140,13 @@ def main() -> None:
             f"{p95(busy) / p95(idle):.2f}x",
         ],
         [
+            f"{MANY} such commands outside the kernel, to /dev/null (the machine's share)",
+            str(len(machine)),
+            fmt_ms(statistics.median(machine)),
+            fmt_ms(p95(machine)),
+            f"{p95(machine) / p95(idle):.2f}x",
+        ],
+        [
             f"{MANY} `%arun --bg` jobs, a line every 10 ms each",
             str(len(many)),
             fmt_ms(statistics.median(many)),
@@ -140,7 +157,7 @@ def main() -> None:
     ]
     print(f"\n{SECONDS} s of each; {time.strftime('%Y-%m-%d')}")
     print(table(rows))
-    print(f"kernel CPU with {MANY} jobs ticking: {many_cpu * 1000:.1f} ms per job-second")
+    print(f"kernel CPU with {MANY} jobs ticking (no requests): {many_cpu * 1000:.1f} ms per job-second")
 
 
 if __name__ == "__main__":

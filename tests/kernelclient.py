@@ -40,6 +40,18 @@ class Execution:
         return [(m["content"]["name"], m["content"]["text"]) for m in self.of_type("stream")]
 
     @property
+    def runs(self) -> list[tuple[str, str]]:
+        """The streams' text in order, a message's neighbours of the same stream joined
+        (where one message ends is the kernel's flush timing, not the output)."""
+        runs: list[tuple[str, str]] = []
+        for name, text in self.streams:
+            if runs and runs[-1][0] == name:
+                runs[-1] = (name, runs[-1][1] + text)
+            else:
+                runs.append((name, text))
+        return runs
+
+    @property
     def stdout(self) -> str:
         return "".join(text for name, text in self.streams if name == "stdout")
 

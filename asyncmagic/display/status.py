@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+from collections.abc import Callable
 from typing import Literal
 
 from IPython import get_ipython
@@ -62,6 +63,45 @@ class StatusLine:
 
     def __repr__(self) -> str:
         return self.text
+
+
+class StatusLines:
+    """Keeps many status lines current, evenly: each at most once every ``every`` seconds,
+    and all of them together at most ``per_second`` updates a second, one at a time.
+
+    A hundred jobs started together would otherwise refresh in one burst every second (each
+    update a formatted, signed iopub message), and an execute request waits behind it. Each
+    line is updated in the context it was added from, so it goes to its own cell.
+    """
+
+    def __init__(self, every: float = 1.0, per_second: float = 20.0) -> None:
+        self.every, self.per_second = every, per_second
+        self._lines: dict[object, tuple[DisplayHandle, Callable[[], str], contextvars.Context]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, key: object, handle: DisplayHandle, text: Callable[[], str]) -> None:
+        """Refresh ``handle`` with ``text()`` until :meth:`remove` (the current context's cell)."""
+        self._lines[key] = (handle, text, contextvars.copy_context())
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._refresh())
+
+    def remove(self, key: object) -> None:
+        self._lines.pop(key, None)
+
+    def close(self) -> None:
+        self._lines.clear()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _refresh(self) -> None:
+        while self._lines:
+            await asyncio.sleep(max(self.every / len(self._lines), 1 / self.per_second))
+            if not self._lines:
+                return
+            key = next(iter(self._lines))
+            handle, text, context = self._lines.pop(key)
+            self._lines[key] = (handle, text, context)  # to the back of the round
+            context.run(handle.update, StatusLine(text()))
 
 
 ELAPSED_AFTER = 1.0

@@ -332,7 +332,7 @@ async def start(
         if terminal is not None:
             terminal.start(loop, pump)
         for fd in () if terminal else pipes:
-            pump.size_reads(fd, transport.get_pipe_transport(fd))
+            pump.size_reads(fd, transport.get_pipe_transport(fd), flow)
         if flow is not None:
             for fd in pipes:
                 flow.watch(terminal or transport.get_pipe_transport(fd))

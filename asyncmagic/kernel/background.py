@@ -26,7 +26,7 @@ from typing import Any
 from IPython.display import DisplayHandle, display
 
 from ..display.output import LiveOutput
-from ..display.status import StatusLine, client_kind, has_kernel, redraws_in_place, status_text
+from ..display.status import StatusLine, StatusLines, client_kind, has_kernel, redraws_in_place, status_text
 from ..engine.capture import until_exit
 from ..engine.jobs import Job, JobTable
 from ..engine.process import end_all_now
@@ -38,7 +38,10 @@ from .parallel import HostError
 from .policy import report_all, report_job, store
 
 STATUS_EVERY = 1.0
-"""Seconds between two updates of a running job's status line (the cap is 5 a second)."""
+"""Seconds between two updates of a running job's status line, while few run."""
+
+STATUS_PER_SECOND = 20
+"""Updates of status lines a second, all jobs together: past 20 jobs each is refreshed less often."""
 
 
 class StoppedWatching(Exception):
@@ -79,6 +82,7 @@ class Background:
         self.loop = _loop()
         """The loop jobs run on, found once: a job started from another thread runs here too."""
         self._followers: dict[int, asyncio.Future[None]] = {}
+        self._statuses = StatusLines(STATUS_EVERY, STATUS_PER_SECOND)
         """Each job's task that streams its end into its cell (kept: a task needs an owner)."""
         self._seen: dict[int, int | None] = {}  # job id -> transcript chunks its cell received
         self._settings: dict[int, RunSettings] = {}
@@ -99,6 +103,7 @@ class Background:
         if self._turned_on_asyncio_gui:
             self.shell.enable_gui(None)
             self._turned_on_asyncio_gui = False
+        self._statuses.close()
         end_all_now()
 
     def start(self, command: str, launch: Launch, settings: RunSettings, namespace: dict[str, Any]) -> Job:
@@ -158,12 +163,14 @@ class Background:
     ) -> None:
         """Keep the job's status line current; when it ends, store its captures and report."""
         ended = asyncio.ensure_future(proc.wait())
-        while True:
-            done, _ = await asyncio.wait([ended], timeout=STATUS_EVERY)
-            if handle is not None and in_place:
-                handle.update(StatusLine(status_text(job)))
-            if done:
-                break
+        if handle is not None and in_place:
+            self._statuses.add(job.id, handle, partial(status_text, job))
+        try:
+            # Through a task, so an await of the job in its own cell settles first: a
+            # headless client then gets the ending said once, by that await.
+            await asyncio.wait([ended])
+        finally:
+            self._statuses.remove(job.id)
         result = ended.result()
         if live is not None:
             await live.aclose(proc.log_path)

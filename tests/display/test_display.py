@@ -110,3 +110,35 @@ def test_labelled_live_output_shows_whole_lines_each_with_its_stream_label():
         asyncio.run(show())
     assert out.getvalue() == "[out] one\n[out] two\n[out] three\n"
     assert err.getvalue() == "[err] warn\n"
+
+
+def test_many_status_lines_are_refreshed_evenly_and_each_in_turn():
+    """30 jobs' status lines: one update at a time, at most per_second of them a second
+    (a hundred jobs started together would otherwise burst each second), every line in turn."""
+    from asyncmagic.display.status import StatusLines
+
+    lines = StatusLines(every=0.3, per_second=40)
+    texts: dict[int, list[str]] = {i: [] for i in range(30)}
+    done = asyncio.Event()
+
+    class Line:  # where a DisplayHandle's update would publish
+        def __init__(self, key: int) -> None:
+            self.key = key
+
+        def update(self, obj: object) -> None:
+            texts[self.key].append(repr(obj))
+            if all(texts.values()):
+                lines.close()
+                done.set()
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(30):
+            lines.add(i, Line(i), lambda i=i: f"[job {i}]")  # type: ignore[arg-type]
+        await asyncio.wait_for(done.wait(), 30)
+        return loop.time() - start
+
+    elapsed = asyncio.run(main())
+    assert 30 <= elapsed * 40 + 1  # never more than the budget, however loaded
+    assert all(t == [f"[job {k}]"] for k, t in texts.items()), "each once, in turn"

@@ -289,6 +289,57 @@ def test_an_output_pipe_holds_most_of_a_megabyte_unread():
     arun(main())
 
 
+TICKS = "import sys, time\nfor i in range(40):\n    print(i, flush=True); time.sleep(0.005)\n"
+
+
+def test_a_trickle_is_read_a_few_lines_at_a_time():
+    """A line every 5 ms is not a read (and a loop turn) each: a steady trickle is left to
+    gather between reads. Load only gathers more; an idle machine reads 40 lines 40 times."""
+    pieces: list[str] = []
+    r = arun(run([PY, "-c", TICKS], on_output=lambda s, t: pieces.append(t)))
+    assert r.stdout == "".join(f"{i}\n" for i in range(40))
+    assert len(pieces) <= 20, pieces
+
+
+def test_gathering_keeps_stdout_and_stderr_in_order():
+    """While stdout gathers, stderr's first line first brings what stdout holds (written
+    before it); from then on stdout is read as it comes."""
+    code = (
+        "import sys, time\n"
+        "for i in range(12):\n"
+        "    print('o', i, flush=True); time.sleep(0.003); print('o', i, 'b', flush=True)\n"
+        "    time.sleep(0.02); print('e', i, file=sys.stderr, flush=True); time.sleep(0.02)\n"
+    )
+    runs: list[list[str]] = []
+
+    def seen(stream: str, text: str) -> None:
+        if runs and runs[-1][0] == stream:
+            runs[-1][1] += text
+        else:
+            runs.append([stream, text])
+
+    arun(run([PY, "-c", code], on_output=seen))
+    lines = [(stream, line) for stream, text in runs for line in text.splitlines()]
+    expected = []
+    for i in range(12):
+        expected += [("stdout", f"o {i}"), ("stdout", f"o {i} b"), ("stderr", f"e {i}")]
+    assert lines == expected
+
+
+def test_a_gathering_does_not_delay_the_end():
+    """The last line of a trickle is followed by the command's end at once, not after a
+    gathering: the exit resumes the reading."""
+    from asyncmagic.engine import pump
+
+    saved = pump.GATHER
+    pump.GATHER = 30.0  # a gathering that would outlast any test
+    try:
+        r = arun(run([PY, "-c", TICKS], timeout=20))
+    finally:
+        pump.GATHER = saved
+    assert r.ok and r.stdout.endswith("39\n")
+
+
 def test_children_are_waited_for_without_a_thread_each():
     """On Python 3.11 asyncio starts a thread per child to wait for it; asyncmagic waits
     on a pidfd instead (engine/childwatch.py), in the loop that started the child."""

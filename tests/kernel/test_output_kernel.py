@@ -67,7 +67,7 @@ def test_ansi_colour_passes_through(kernel: Kernel):
 
 def test_label_prefixes_every_line(kernel: Kernel):
     ex = kernel.run("%%arun --label\necho one\nsleep 0.05\necho two >&2\nprintf 'three\\nfour'")
-    assert ex.streams == [
+    assert ex.runs == [
         ("stdout", "[out] one\n"),
         ("stderr", "[err] two\n"),
         ("stdout", "[out] three\n[out] four\n"),  # whole lines: an unfinished one ends the output
