@@ -309,7 +309,8 @@ async def start(
     pty = pty or ask is not None
     loop = asyncio.get_running_loop()
     with ExitStack() as always, ExitStack() as cleanup_on_fail:
-        argv, text, script_fd = argv_of(command, shell, always)
+        child = child_env(env)
+        argv, text, script_fd = argv_of(command, shell, always, child, cwd)
         terminal = Terminal() if pty else None
         if terminal is not None:
             cleanup_on_fail.callback(terminal.close)
@@ -325,7 +326,7 @@ async def start(
             controlling_terminal if ask is not None else None,
             **_child_fds(terminal, input, stdin, stdout, ask),
             cwd=cwd,
-            env={**child_env(env), watchdog.SPAWN_VARIABLE: token},
+            env={**child, watchdog.SPAWN_VARIABLE: token},
             pass_fds=() if script_fd is None else (script_fd,),
         )
         cleanup_on_fail.callback(end_groups_now, {transport.get_pid(): 0.0})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -20,9 +21,89 @@ SCRIPT_ARG_MAX = 64 * 1024
 one argument at 128 KiB (``MAX_ARG_STRLEN``, E2BIG past it)."""
 
 
+_shells: dict[str | None, str] = {}
+
+
 def default_shell() -> str:
-    """bash when the machine has it, else sh."""
-    return shutil.which("bash") or "/bin/sh"
+    """bash when the machine has it, else sh (looked up once for each ``PATH``)."""
+    path = os.environ.get("PATH")
+    shell = _shells.get(path)
+    if shell is None:
+        shell = _shells[path] = shutil.which("bash") or "/bin/sh"
+    return shell
+
+
+_PLAIN_LINE = re.compile(r"[A-Za-z0-9_@%+=:,./ \t-]+")
+"""Words the shell passes on as they are, between spaces: no quotes, ``$``, globs, ``~``,
+braces, redirections, separators, comments, backslashes or a second line."""
+
+_SHELL_ONLY = frozenset(
+    ". : [ [[ ]] { } ! alias bg bind break builtin caller case cd command compgen complete"
+    " compopt continue coproc declare dirs disown do done elif else enable esac eval exec exit"
+    " export fc fg fi for function getopts hash help history if in jobs kill let local logout"
+    " mapfile popd printf pushd pwd read readarray readonly return select set shift shopt"
+    " source suspend test then time times trap type typeset ulimit umask unalias unset until"
+    " wait while".split()
+)
+"""bash's keywords, and its builtins but ``true``, ``false`` and ``echo`` (whose programs
+do the same with plain words): a line starting with one needs the shell."""
+
+
+def direct_argv(
+    script: str, env: Mapping[str, str], cwd: str | os.PathLike[str] | None = None
+) -> list[str] | None:
+    """The argv of a one-line script that is a plain command (``make -j4 all``), run
+    without a shell; None when it needs one.
+
+    For such a line ``bash -c`` would look the program up on ``PATH`` and exec it in its own
+    place, so the command is the same process either way; skipping bash saves its start-up
+    (about 1 ms a command, most of a small cell's or a ``--parallel`` line's cost). Anything
+    a shell would change goes to the shell: quoting, expansions, assignments, builtins,
+    ``BASH_ENV`` (``--keep``'s state) or an exported function, a program not found (the
+    shell's message and 127) or one exec cannot run. ``cwd``: where the command runs.
+    """
+    if not _PLAIN_LINE.fullmatch(script.strip()):
+        return None
+    words = script.split()
+    name = words[0]
+    if name in _SHELL_ONLY or "=" in name or name.startswith("-") or env.get("BASH_ENV"):
+        return None
+    if f"BASH_FUNC_{name}%%" in env or (name == "echo" and {"--help", "--version"} & set(words)):
+        return None
+    path = env.get("PATH", os.defpath)
+    if "/" in name:
+        program = shutil.which(os.path.join(cwd or os.getcwd(), name))
+    elif all(os.path.isabs(d) for d in path.split(os.pathsep)):
+        program = shutil.which(name, path=path)
+    else:  # a PATH with relative folders is searched from the command's cwd
+        return None
+    if program is None or not _executable_format(program):
+        return None
+    return words  # argv[0] as typed, as bash gives it: what the program's messages name
+
+
+def _executable_format(program: str) -> bool:
+    """Whether exec runs ``program`` itself: a binary or a ``#!`` script (bash runs a text
+    file without ``#!`` as a script of its own; exec refuses it)."""
+    try:
+        with open(program, "rb") as file:
+            head = file.read(4)
+    except OSError:
+        return False
+    return head == b"\x7fELF" or head.startswith(b"#!")
+
+
+def shell_pwd(env: dict[str, str], cwd: str | os.PathLike[str] | None) -> None:
+    """Set ``PWD`` as bash would for what it starts: kept if it names the directory the
+    command runs in (a path through a symlink stays), else that directory."""
+    where = os.path.abspath(cwd if cwd is not None else os.getcwd())
+    pwd = env.get("PWD")
+    try:
+        if pwd and os.path.isabs(pwd) and os.path.samefile(pwd, where):
+            return
+    except OSError:
+        pass
+    env["PWD"] = where
 
 
 def child_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
@@ -39,15 +120,24 @@ def child_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
 
 
 def argv_of(
-    command: str | Sequence[str], shell: str | None, always: ExitStack
+    command: str | Sequence[str],
+    shell: str | None,
+    always: ExitStack,
+    env: dict[str, str],
+    cwd: str | os.PathLike[str] | None,
 ) -> tuple[list[str], str, int | None]:
     """The argv, the command as text, and the fd the child must inherit (a long script's).
 
     A string runs as a script of ``shell``, passed as an argument (so a command in it that
     reads stdin cannot swallow the lines after it), or past :data:`SCRIPT_ARG_MAX` in an
-    unnamed file; ``always`` closes that file once the spawn is over.
+    unnamed file; ``always`` closes that file once the spawn is over. With the default
+    shell a plain one-line command runs without it (:func:`direct_argv`; ``env`` then gets
+    the ``PWD`` bash would have given it).
     """
     if isinstance(command, str):
+        if shell is None and (direct := direct_argv(command, env, cwd)) is not None:
+            shell_pwd(env, cwd)
+            return direct, command, None
         shell = shell or default_shell()
         if len(command.encode()) <= SCRIPT_ARG_MAX:
             return [shell, "-c", command], command, None

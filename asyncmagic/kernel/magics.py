@@ -354,10 +354,11 @@ class AsyncMagics(Magics):
         return f"cell{self.shell.execution_count}"
 
     def _launch_command(self, command: str, settings: RunSettings, host: str | None = None) -> Launch:
-        """What starts ``command``: here, or on ``host`` (where the host's shell is the default)."""
+        """What starts ``command``: here, or on ``host`` (where the host's shell is the default).
+        With no shell named the engine picks it, and runs a plain one-line command without one."""
         shell = settings.shell
         if host is None:
-            shell = shell or self.default_shell or default_shell()
+            shell = shell or self.default_shell or None
         ask = asker(self.shell, background=settings.background) if settings.ask else None
         remote = {} if host is None else {"host": host, "ssh": self.ssh_settings()}
 

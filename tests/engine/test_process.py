@@ -394,3 +394,62 @@ def test_ask_with_given_lines_needs_no_one_until_they_run_out():
 
     result = arun(main())
     assert result.ok and result.stdout == "A: B: x+y\n"  # the answers' echo is left out
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ls *.py",  # a glob
+        "echo $HOME",
+        "FOO=1 env",  # an assignment
+        "cd /tmp",  # a builtin
+        "printf x",  # a builtin whose program differs
+        "echo --help",  # /bin/echo would print its help
+        "if true",  # a keyword
+        "echo 'a b'",
+        "echo a; echo b",
+        "echo a\necho b",
+        "sleep 1 &",
+        "ls ~",
+        "asyncmagic-no-such-program x",  # the shell's message and 127
+        "./not-here",
+    ],
+)
+def test_a_line_that_needs_the_shell_gets_it(line: str):
+    from asyncmagic.engine.spawning import direct_argv
+
+    assert direct_argv(line, dict(os.environ)) is None
+
+
+def test_a_plain_command_runs_without_a_shell(tmp_path: Path):
+    from asyncmagic.engine.spawning import direct_argv
+
+    env = dict(os.environ)
+    assert direct_argv("ls -la /tmp", env) == ["ls", "-la", "/tmp"]
+    assert direct_argv("  true  \n", env) == ["true"]
+    assert direct_argv("ls", {**env, "BASH_ENV": "/x"}) is None  # --keep's state is sourced by bash
+    assert direct_argv("ls", {**env, "BASH_FUNC_ls%%": "() { :; }"}) is None  # an exported function
+    assert direct_argv("ls", {**env, "PATH": f".:{env['PATH']}"}) is None
+    text = tmp_path / "plain"
+    text.write_text("echo run by bash\n")
+    text.chmod(0o755)
+    assert direct_argv("./plain", env, tmp_path) is None  # bash runs it as its script; exec cannot
+    assert arun(run("./plain", cwd=tmp_path)).stdout == "run by bash\n"
+    tool = tmp_path / "tool"
+    tool.write_text('#!/bin/sh\necho "$0 $1 in $PWD"\nexit 3\n')
+    tool.chmod(0o755)
+    assert direct_argv("./tool x", env, tmp_path) == ["./tool", "x"]
+    r = arun(run("./tool x", cwd=tmp_path))  # argv[0] as typed, PWD as bash sets it
+    assert (r.stdout, r.returncode) == (f"./tool x in {tmp_path}\n", 3)
+
+
+def test_without_the_shell_a_command_is_the_same(tmp_path: Path):
+    """What a plain line gives does not depend on whether bash started it."""
+    for line in ["echo one two", "true", "false", "ls /asyncmagic-missing", "head -c 3 /dev/zero"]:
+        direct = arun(run(line, cwd=tmp_path))
+        shell = arun(run(["bash", "-c", line], cwd=tmp_path))
+        assert (direct.returncode, direct.stdout, direct.stderr) == (
+            shell.returncode,
+            shell.stdout,
+            shell.stderr,
+        ), line
