@@ -79,6 +79,28 @@ def test_importing_every_engine_module_loads_no_ipython() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_loading_the_extension_leaves_ssh_unimported_until_a_host_is_named() -> None:
+    """asyncssh (and its cryptography) takes about a quarter second to import: a kernel that
+    never names a host never pays it; the first remote command does."""
+    code = (
+        "import asyncio, sys\n"
+        "import asyncmagic, asyncmagic.kernel.extension\n"
+        "from asyncmagic import run\n"
+        "assert asyncio.run(run('echo hi')).stdout == 'hi\\n'\n"
+        "print('asyncssh' in sys.modules)\n"
+        "from asyncmagic.engine.process import start\n"
+        "async def remote():\n"
+        "    try:\n"
+        "        await start('true', host='127.0.0.1:1')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "asyncio.run(remote())\n"
+        "print('asyncssh' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stderr
+
+
 def test_no_import_cycle() -> None:
     graph = {
         name: {m for m in _imports(name, path) if m in MODULES and m != name}

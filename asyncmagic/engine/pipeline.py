@@ -29,7 +29,6 @@ from typing import Any
 from .capture import Capture, KeptLog, Spill
 from .flow import Flow
 from .process import EOF_AFTER_GROUP_GONE, OutputCallback, start
-from .remote import start_remote
 from .result import Ended, Result
 from .running import Running, now, run_to_end, through_cancellations
 from .ssh import SSHSettings
@@ -183,6 +182,8 @@ class Pipeline(Running):
         its copy of ``writes``; ``remote`` is its input and SSH settings."""
         stage = self.stages[index]
         if isinstance(stage, RemoteCommand):
+            from .remote import start_remote  # asyncssh is imported with it, when first needed
+
             assert reads is None and writes is not None
             self._procs[index] = await start_remote(
                 stage.script,

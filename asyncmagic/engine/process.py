@@ -13,7 +13,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import watchdog
 from .capture import KeptLog
@@ -30,7 +30,6 @@ from .prompts import (
     unread_output,
 )
 from .pump import OutputCallback, Pump, PumpedOutput
-from .remote import RemoteProcess, start_remote
 from .result import Ended, Result
 from .running import Running, now, run_to_end, through_cancellations
 from .spawning import argv_of, child_env, spawn
@@ -38,6 +37,9 @@ from .ssh import SSHSettings
 from .stdin import InputSource, check_source, feed, input_failed, lines_of
 from .stopping import INTERRUPT_GRACE, end_group, end_groups_now, group_alive
 from .terminal import Terminal, controlling_terminal
+
+if TYPE_CHECKING:
+    from .remote import RemoteProcess
 
 EOF_AFTER_GROUP_GONE = 0.5
 """Seconds to keep waiting for end-of-file once no process of the group is left.
@@ -285,6 +287,8 @@ async def start(
     where the client's configuration comes from), as a :class:`RemoteProcess`.
     """
     if host is not None:
+        from .remote import start_remote  # asyncssh is imported with it, when first needed
+
         if ask is not None or stdout is not None or isinstance(stdin, int):
             raise ValueError("a remote command takes no ask=, stdout= or stdin= file descriptor")
         return await start_remote(

@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import asyncssh
+if TYPE_CHECKING:  # imported where it is used: it costs a quarter second to import
+    import asyncssh
 
 from .running import now
 
@@ -174,6 +175,8 @@ class Connections:
         """``use`` a session's place on a connection to ``host``. A connection found closed
         is opened again, and one whose server refuses the session is full (its MaxSessions
         is lower than ours): the next try goes to another; three tries in all."""
+        import asyncssh
+
         for attempt in (1, 2, 3):
             held = await self._place(host, settings)
             try:
@@ -253,6 +256,8 @@ class Connections:
             del self._opening[key]
 
     async def _connect(self, host: str, settings: SSHSettings) -> _Open:
+        import asyncssh
+
         try:
             name, port, user = split_host(host)
         except ValueError as exc:
@@ -294,6 +299,8 @@ class Connections:
 
 def _why(exc: BaseException, settings: SSHSettings, host: str = "") -> str:
     """The cause of a failure to connect, in a few words a person can act on."""
+    import asyncssh
+
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         where = settings.known_hosts or "~/.ssh/known_hosts"
         return (

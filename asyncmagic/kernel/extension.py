@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from ..engine.remote import end_all_remote_now
 from . import awaiting
 from .completion import matcher_for
 from .magics import AsyncMagics
@@ -42,7 +42,9 @@ def unload(ipython: Any) -> None:
     manager = ipython.magics_manager
     for magics in [c for c in ipython.configurables if isinstance(c, AsyncMagics)]:
         magics.background.close()
-    end_all_remote_now()  # and close the SSH connections: each host's wrapper ends the rest
+    remote = sys.modules.get("asyncmagic.engine.remote")  # never imported: nothing remote to end
+    if remote is not None:
+        remote.end_all_remote_now()  # and close the SSH connections: each host's wrapper ends the rest
     for table in manager.magics.values():
         for name, fn in list(table.items()):
             if isinstance(getattr(fn, "__self__", None), AsyncMagics):
