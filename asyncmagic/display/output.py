@@ -228,6 +228,8 @@ class LiveOutput:
         """Paused while more than HIGH_WATER characters wait to be sent (``--max-lines 0``)."""
         self._last_flush = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self.before_first_write: Callable[[], None] | None = None
+        """Called once, just before the first output is written (a status line placed above it)."""
 
     def __call__(self, stream: str, text: str) -> None:
         if self._labels is not None:
@@ -339,6 +341,9 @@ class LiveOutput:
             self._schedule()
 
     def _write(self, pending: list[tuple[str, str]]) -> None:
+        if self.before_first_write is not None:
+            first, self.before_first_write = self.before_first_write, None
+            first()
         for stream, text in pending:
             out = self._streams[stream]
             out.write(text)

@@ -114,7 +114,10 @@ class Elapsed:
     Jupyter appends outputs, so the line is placed before any output, empty (an empty text
     renders with no height); it shows ``running · pid 42 · 3 s`` only once the command has
     run for :data:`ELAPSED_AFTER`, so quick commands leave no visible trace, is updated once
-    a second, and ends as the final status (``exit 0 · 3.2 s``).
+    a second, and ends as the final status (``exit 0 · 3.2 s``). It is placed (:meth:`place`)
+    just before the command's first output or its first word, not at its start: a quick
+    silent command then sends nothing, and the cell's first moments, when ipykernel's IO
+    thread is busy with the cell's own messages, are left to the spawn.
     """
 
     def __init__(self) -> None:
@@ -122,8 +125,8 @@ class Elapsed:
         self._context = contextvars.copy_context()
         self._started = time.monotonic()
         self._shown = False
+        self._placed = False
         self._handle = DisplayHandle()
-        self._context.run(_placeholder, self._handle.display_id)
         self._timer = asyncio.get_running_loop().call_later(ELAPSED_AFTER, self._tick)
 
     def _tick(self) -> None:
@@ -132,7 +135,14 @@ class Elapsed:
         self._update(f"running{pid} · {format_seconds(time.monotonic() - self._started)}")
         self._timer = asyncio.get_running_loop().call_later(1.0, self._tick)
 
+    def place(self) -> None:
+        """Put the (empty) line in the cell, once: before anything else the command shows."""
+        if not self._placed:
+            self._placed = True
+            self._context.run(_placeholder, self._handle.display_id)
+
     def _update(self, text: str) -> None:
+        self.place()
         self._context.run(self._handle.update, StatusLine(text))
 
     def stop(self) -> None:

@@ -44,6 +44,10 @@ async def run_for_cell(
     """
     indicator = Elapsed() if not settings.quiet and redraws_in_place() else None
     live = live_output(settings)
+    if isinstance(live, LiveOutput) and indicator is not None:
+        live.before_first_write = indicator.place
+    elif indicator is not None:
+        indicator.place()  # a split view draws at once: the line goes above it now
     started_at = datetime.now(timezone.utc)
     try:
         try:

@@ -294,6 +294,17 @@ def test_parallel_interrupt_ends_every_command(kernel: Kernel, marker: str):
     assert processes_with(marker) == []
 
 
+def test_a_quick_silent_command_sends_no_status_line(kernel: Kernel):
+    """The status line is placed just before the first output, or when it first has
+    something to say: a quick command that prints nothing sends no display at all, and one
+    that prints has the line above its output."""
+    silent = kernel.run("%arun true")
+    assert silent.of_type("display_data", "update_display_data") == []
+    shown = kernel.run("%arun echo shown")
+    kinds = [m["msg_type"] for m in shown.of_type("display_data", "stream")]
+    assert kinds == ["display_data", "stream"] and shown.stdout == "shown\n"
+
+
 def test_elapsed_indicator_for_commands_over_a_second(kernel: Kernel):
     quick = kernel.run("%arun echo quick")
     assert _display(quick) == [""]  # placed first, empty: no height in JupyterLab
