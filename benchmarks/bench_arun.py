@@ -8,7 +8,7 @@ Measures, as the frontend sees it:
   to the frontend with no streaming at all), and the number of stream messages. ``%%arun``
   shows the head and tail of so much output by default; ``--max-lines 0`` shows all of it,
   at the pace jupyter_server's rate limits allow (80% of 1 MB/s);
-- overhead per call of ``echo hi``.
+- overhead per call of ``echo hi``, the order of the contenders turned each round.
 
 Run: ``make bench`` (or ``python benchmarks/bench_arun.py [--rounds N]``). The machines are
 shared and noisy: read the medians and ratios, not one absolute time.
@@ -104,9 +104,11 @@ def main() -> None:
             ),
         }
         overhead: dict[str, list[float]] = {k: [] for k in calls}
-        for _ in range(30 * opts.rounds):
-            for name, cell in calls.items():
-                overhead[name].append(timed(kernel, cell).seconds)
+        names = list(calls)
+        for turn in range(30 * opts.rounds):
+            # The order turns each time: the cell after `!cmd` pays about 3 ms more, whichever it is.
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                overhead[name].append(timed(kernel, calls[name]).seconds)
     finally:
         kernel.shutdown()
 
