@@ -39,7 +39,7 @@ TRICKLE = 4096
 GATHER = 0.05
 """Seconds a trickling stdout is left to fill between two reads, while stderr is silent.
 A command that prints a line every few milliseconds is then read a few lines at a time:
-a hundred such commands cost the kernel half the CPU. The first line after a pause is
+a hundred such commands cost the kernel less than half the CPU. The first line after a pause is
 read at once, and a notebook shows output at ipykernel's 0.2 s flushes anyway."""
 
 
