@@ -82,8 +82,8 @@ class Background:
         self.loop = _loop()
         """The loop jobs run on, found once: a job started from another thread runs here too."""
         self._followers: dict[int, asyncio.Future[None]] = {}
-        self._statuses = StatusLines(STATUS_EVERY, STATUS_PER_SECOND)
         """Each job's task that streams its end into its cell (kept: a task needs an owner)."""
+        self._statuses = StatusLines(STATUS_EVERY, STATUS_PER_SECOND)
         self._seen: dict[int, int | None] = {}  # job id -> transcript chunks its cell received
         self._settings: dict[int, RunSettings] = {}
         self._quiet: set[int] = set()
