@@ -45,8 +45,12 @@ _SHELL_ONLY = frozenset(
     " source suspend test then time times trap type typeset ulimit umask unalias unset until"
     " wait while".split()
 )
-"""bash's keywords, and its builtins but ``true``, ``false`` and ``echo`` (whose programs
-do the same with plain words): a line starting with one needs the shell."""
+"""bash's keywords, and its builtins but those of :data:`_AS_PROGRAMS`: a line starting
+with one needs the shell."""
+
+_AS_PROGRAMS = frozenset(("true", "false", "echo"))
+"""Builtins whose programs do the same with plain words, but for ``--help`` and
+``--version`` (the programs print their help; the builtins do not)."""
 
 
 def direct_argv(
@@ -68,7 +72,7 @@ def direct_argv(
     name = words[0]
     if name in _SHELL_ONLY or "=" in name or name.startswith("-") or env.get("BASH_ENV"):
         return None
-    if f"BASH_FUNC_{name}%%" in env or (name == "echo" and {"--help", "--version"} & set(words)):
+    if f"BASH_FUNC_{name}%%" in env or (name in _AS_PROGRAMS and {"--help", "--version"} & set(words)):
         return None
     path = env.get("PATH", os.defpath)
     if "/" in name:
