@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
+from .pagecache import DROP_AFTER, DROP_EVERY, drop_behind
 from .text import newlines
 
 JOIN_EVERY = 4 << 20
@@ -37,7 +38,8 @@ class Capture:
         self.keep = keep if limit is None else min(keep, limit // 2)
         self._head: list[str] = []
         self._head_chars = 0
-        self._tail: deque[str] = deque()
+        self._tail: deque[tuple[str, int]] = deque()
+        """Pieces of the tail, each with its newlines (counted as it comes)."""
         self._tail_chars = 0
         self._over = False
         self._mid_line = False
@@ -56,7 +58,7 @@ class Capture:
             elif self._unjoined >= JOIN_EVERY:
                 self._join_recent()
             return
-        self._tail.append(text)
+        self._tail.append((text, newlines(text)))
         self._tail_chars += len(text)
         self._trim_tail()
 
@@ -91,17 +93,17 @@ class Capture:
             if len(take) < len(piece):
                 pieces.appendleft(piece[len(take) :])
         self._head, self._head_chars = head, taken
-        self._tail = pieces
+        self._tail = deque((piece, newlines(piece)) for piece in pieces)
         self._tail_chars = sum(map(len, pieces))
         self._trim_tail()
 
     def _trim_tail(self) -> None:
         """Drop whole pieces that fall out of the tail; the first kept one is cut in :meth:`text`."""
-        while len(self._tail) > 1 and self._tail_chars - len(self._tail[0]) >= self.keep:
-            old = self._tail.popleft()
+        while len(self._tail) > 1 and self._tail_chars - len(self._tail[0][0]) >= self.keep:
+            old, old_newlines = self._tail.popleft()
             self._tail_chars -= len(old)
             self.dropped_chars += len(old)
-            self.dropped_newlines += newlines(old)
+            self.dropped_newlines += old_newlines
             self._mid_line = not old.endswith("\n")
 
     @property
@@ -111,9 +113,9 @@ class Capture:
     def text(self, log_path: str | None = None) -> str:
         """All of it, or head + a notice + tail when the limit was passed (built in one join)."""
         if not self.truncated:
-            return "".join([*self._head, *self._tail])
+            return "".join([*self._head, *(piece for piece, _ in self._tail)])
         lines, chars, mid_line = self.dropped_newlines, self.dropped_chars, self._mid_line
-        tail = list(self._tail)
+        tail = [piece for piece, _ in self._tail]
         excess = self._tail_chars - self.keep
         if excess > 0:
             cut, tail[0] = tail[0][:excess], tail[0][excess:]
@@ -235,6 +237,7 @@ class Spill:
         self._file: BinaryIO | None = None
         self._closed = False
         self._keep = keep
+        self._dropped_to = 0
         self.path: str | None = None
 
     @property
@@ -248,6 +251,9 @@ class Spill:
             self._file.write(data)
             if self._keep is not None:
                 self._file.flush()  # someone may be following a kept log
+            if self.size >= DROP_AFTER and self.size - self._dropped_to >= 2 * DROP_EVERY:
+                self._dropped_to = self.size - DROP_EVERY
+                drop_behind(self._file.fileno(), self._dropped_to)
             return
         self._memory.append(data)
         if self.size > self.threshold:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
+import shutil
+import subprocess
+import time
 
 import pytest
 from samples import chunked, sample
 
-from asyncmagic.engine.capture import Capture, notice
+from asyncmagic.engine.capture import Capture, Spill, notice
+from asyncmagic.engine.pagecache import drop_behind
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -31,3 +37,49 @@ def test_capture_under_the_limit_is_whole():
     for piece in ["a" * 600, "b\n" * 200]:
         capture.append(piece)
     assert capture.text() == "a" * 600 + "b\n" * 200 and not capture.truncated
+
+
+def test_a_big_log_lets_go_of_its_older_pages_and_keeps_every_byte(tmp_path, monkeypatch):
+    """Past DROP_AFTER, every DROP_EVERY bytes the log's pages before the last DROP_EVERY
+    are given up (the real advice runs); the log still reads back whole."""
+    import asyncmagic.engine.capture as capture
+
+    ends: list[int] = []
+    real = capture.drop_behind
+    monkeypatch.setattr(capture, "DROP_AFTER", 4 << 20)
+    monkeypatch.setattr(capture, "DROP_EVERY", 1 << 20)
+    monkeypatch.setattr(capture, "drop_behind", lambda fd, end: (ends.append(end), real(fd, end)))
+    spill = Spill()
+    pieces = [bytes([65 + i % 26]) * 300_000 for i in range(40)]  # 12 MB
+    for piece in pieces:
+        spill.write(piece)
+    spill.close()
+    assert ends and ends[0] >= 3 << 20 and all(b - a >= 1 << 20 for a, b in itertools.pairwise(ends))
+    assert ends[-1] >= spill.size - 3 * (1 << 20) and ends[-1] <= spill.size - (1 << 20)
+    with open(spill.path, "rb") as log:
+        assert log.read() == b"".join(pieces)
+
+
+@pytest.mark.skipif(not shutil.which("fincore"), reason="needs util-linux's fincore")
+def test_drop_behind_empties_the_page_cache_of_written_pages(tmp_path):
+    path = tmp_path / "log"
+    with open(path, "wb") as log:
+        log.write(os.urandom(8 << 20))
+        log.flush()
+        os.fsync(log.fileno())  # clean pages: the advice drops them at once
+        drop_behind(log.fileno(), 6 << 20)
+    # the descriptor is closed: the worker holds its own duplicate
+    resident = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            ["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        resident.append(int(out.stdout))
+        if resident[-1] <= (2 << 20) + 4096:
+            break
+        time.sleep(0.05)
+    assert resident[-1] <= (2 << 20) + 4096, resident

@@ -58,3 +58,10 @@ def test_shorten_keeps_one_line_and_says_what_was_left_out():
 )
 def test_newlines_counts_as_str_count_does(text):
     assert newlines(text) == text.count("\n")
+
+
+def test_newlines_counts_each_piece_as_its_own_even_when_it_is_counted_twice():
+    many, few = "a\n" * 50_000, "ab" * 49_999 + "\n\n"
+    assert len(many) == len(few)
+    assert [newlines(many), newlines(many), newlines(few), newlines(many)] == [50_000, 50_000, 2, 50_000]
+    assert newlines("é\n" * 40_000) == 40_000 and newlines("") == 0
