@@ -5,7 +5,8 @@ Measures, as the frontend sees it:
   ``--quiet``: the cell's wall time as a ratio to the same command writing to /dev/null
   from the kernel (and to ``subprocess.run(capture_output=True)``, which holds it all),
   the growth of the kernel's peak RSS during the cell, and the iopub messages and bytes
-  the cell sent to the client;
+  the cell sent to the client; beside them the floor, ``dd`` writing the same flood from a
+  pipe to a file (the CPU a C program pays to keep every byte on disk, as the log does);
 - the seed's five commands (its ``execute_many`` example) with ``%%arun --parallel``
   against the same five lines run one by one by ``%%arun`` and by ``!cmd``.
 
@@ -17,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import tempfile
 import time
 
 from kernelbench import Kernel, median, table, timed
@@ -32,6 +36,8 @@ SEED_COMMANDS = [
     'sleep 1 && echo "After the pause"',
 ]
 
+FLOOR = "dd of=FILE bs=1M (CPU: dd's)"
+"""The floor: a C reader writing every byte to a file, as the kernel's log keeps it."""
 PEAK_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024"
 CLEAN_LOGS = "import shutil, asyncmagic.engine.capture\nshutil.rmtree(asyncmagic.engine.capture.log_dir())"
 """Each 1 GB run leaves a 1 GB log file until the kernel exits; removed between runs so that
@@ -52,6 +58,24 @@ def peak_growth(kernel: Kernel, cell: str) -> tuple[float, int, int, int, float]
     sent = [m for _, m in t.execution.messages if m["msg_type"] not in ("status", "execute_input")]
     size = sum(len(json.dumps(m["content"])) for m in sent)
     return t.seconds, grown, len(sent), size, cpu
+
+
+def floor() -> tuple[float, float]:
+    """(seconds, CPU seconds of the reader) of ``dd`` reading the flood from a pipe into a
+    new file, 1 MiB at a time: what keeping every byte on disk costs a C program on this
+    machine, the floor under the kernel's CPU for a logged flood."""
+    fd, path = tempfile.mkstemp(prefix="bench-floor-")
+    os.close(fd)
+    start = time.perf_counter()
+    producer = subprocess.Popen(FLOOD, shell=True, stdout=subprocess.PIPE)
+    reader = subprocess.Popen(["dd", f"of={path}", "bs=1M"], stdin=producer.stdout, stderr=subprocess.DEVNULL)
+    assert producer.stdout is not None
+    producer.stdout.close()
+    _, _, usage = os.wait4(reader.pid, 0)
+    producer.wait()
+    seconds = time.perf_counter() - start
+    os.unlink(path)
+    return seconds, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -81,8 +105,11 @@ def main() -> None:
     }
     try:
         flood: dict[str, list[tuple[float, int, int, int, float]]] = {k: [] for k in cells}
+        flood[FLOOR] = []
         fanned: dict[str, list[float]] = {k: [] for k in fan}
         for _ in range(opts.rounds):
+            seconds, cpu = floor()
+            flood[FLOOR].append((seconds, 0, 0, 0, cpu))
             for name, cell in cells.items():
                 flood[name].append(peak_growth(kernel, cell))
                 kernel.run(CLEAN_LOGS)
@@ -102,9 +129,15 @@ def main() -> None:
                 f"{median([r[0] for r in runs]) / base:.1f}x",
                 f"{median([r[0] for r in runs]) / held:.2f}x",
                 f"{median([r[4] for r in runs]):.2f} s",
-                f"{median([r[1] for r in runs]) / 2**20:.0f} MB",
-                f"{median([r[2] for r in runs]):,.0f}",
-                f"{median([r[3] for r in runs]):,.0f}",
+                *(
+                    ["-", "-", "-"]  # not a kernel: nothing of its own to measure there
+                    if name == FLOOR
+                    else [
+                        f"{median([r[1] for r in runs]) / 2**20:.0f} MB",
+                        f"{median([r[2] for r in runs]):,.0f}",
+                        f"{median([r[3] for r in runs]):,.0f}",
+                    ]
+                ),
             ]
         )
     one_by_one = median(fanned["%%arun, one by one"])
