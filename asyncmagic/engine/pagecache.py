@@ -33,20 +33,27 @@ def drop_behind(fd: int, end: int) -> None:
     """Let the page cache drop the pages of file ``fd`` before offset ``end``, soon.
 
     The file is held by a duplicate descriptor until then, so closing ``fd`` meanwhile
-    never lets the advice reach another file that takes its number."""
+    never lets the advice reach another file that takes its number. The thread ends when
+    it has nothing left to do (no thread outlives the work asyncmagic started)."""
     global _worker
     if end <= 0 or not supported():
         return
     _work.put((os.dup(fd), end))
     with _lock:
         if _worker is None:
-            _worker = threading.Thread(target=_drop_forever, name="asyncmagic-pagecache", daemon=True)
+            _worker = threading.Thread(target=_drop_all, name="asyncmagic-pagecache", daemon=True)
             _worker.start()
 
 
-def _drop_forever() -> None:
+def _drop_all() -> None:
+    global _worker
     while True:
-        fd, end = _work.get()
+        with _lock:  # taking the last piece of work and ending are one step
+            try:
+                fd, end = _work.get_nowait()
+            except queue.Empty:
+                _worker = None
+                return
         try:
             os.posix_fadvise(fd, 0, end, os.POSIX_FADV_DONTNEED)
         except OSError:

@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -83,3 +84,18 @@ def test_drop_behind_empties_the_page_cache_of_written_pages(tmp_path):
             break
         time.sleep(0.05)
     assert resident[-1] <= (2 << 20) + 4096, resident
+
+
+def test_the_page_cache_thread_ends_when_its_work_is_done(tmp_path):
+    import asyncmagic.engine.pagecache as pagecache
+
+    with open(tmp_path / "log", "wb") as log:
+        log.write(b"x" * 65536)
+        for _ in range(3):
+            drop_behind(log.fileno(), 65536)
+        worker = pagecache._worker
+    if worker is not None:
+        worker.join(30)
+        assert not worker.is_alive()
+    assert pagecache._worker is None and pagecache._work.empty()
+    assert "asyncmagic-pagecache" not in [t.name for t in threading.enumerate()]
