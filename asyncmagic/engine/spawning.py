@@ -63,9 +63,19 @@ def direct_argv(
     place, so the command is the same process either way; skipping bash saves its start-up
     (about 1 ms a command, most of a small cell's or a ``--parallel`` line's cost). Anything
     a shell would change goes to the shell: quoting, expansions, assignments, builtins,
-    ``BASH_ENV`` (``--keep``'s state) or an exported function, a program not found (the
-    shell's message and 127) or one exec cannot run. ``cwd``: where the command runs.
+    ``BASH_ENV`` (``--keep``'s state) or an exported function, a ``SHLVL`` bash would
+    warn about, a program not found (the shell's message and 127) or one exec cannot run.
+    The command's environment is the one bash gives it (:func:`as_bash_starts`). ``cwd``:
+    where the command runs.
     """
+    direct = _direct_command(script, env, cwd)
+    return None if direct is None else direct[0]
+
+
+def _direct_command(
+    script: str, env: Mapping[str, str], cwd: str | os.PathLike[str] | None
+) -> tuple[list[str], str] | None:
+    """:func:`direct_argv`, and the program it found."""
     if not _PLAIN_LINE.fullmatch(script.strip()):
         return None
     words = script.split()
@@ -73,6 +83,8 @@ def direct_argv(
     if name in _SHELL_ONLY or "=" in name or name.startswith("-") or env.get("BASH_ENV"):
         return None
     if f"BASH_FUNC_{name}%%" in env or (name in _AS_PROGRAMS and {"--help", "--version"} & set(words)):
+        return None
+    if _shell_level(env.get("SHLVL")) is None:
         return None
     path = env.get("PATH", os.defpath)
     if "/" in name:
@@ -83,7 +95,7 @@ def direct_argv(
         return None
     if program is None or not _executable_format(program):
         return None
-    return words  # argv[0] as typed, as bash gives it: what the program's messages name
+    return words, program  # argv[0] as typed, as bash gives it: what the program's messages name
 
 
 def _executable_format(program: str) -> bool:
@@ -97,17 +109,35 @@ def _executable_format(program: str) -> bool:
     return head == b"\x7fELF" or head.startswith(b"#!")
 
 
-def shell_pwd(env: dict[str, str], cwd: str | os.PathLike[str] | None) -> None:
-    """Set ``PWD`` as bash would for what it starts: kept if it names the directory the
-    command runs in (a path through a symlink stays), else that directory."""
+def as_bash_starts(env: dict[str, str], cwd: str | os.PathLike[str] | None, typed: str, program: str) -> None:
+    """Set in ``env`` what ``bash -c`` sets for the one command it execs: ``PWD``, ``OLDPWD``
+    (gone unless it names a folder), ``SHLVL`` (see :func:`_shell_level`) and ``_`` (the
+    program's path as bash found it: as ``typed`` when it has a slash)."""
     where = os.path.abspath(cwd if cwd is not None else os.getcwd())
     pwd = env.get("PWD")
-    try:
-        if pwd and os.path.isabs(pwd) and os.path.samefile(pwd, where):
-            return
+    try:  # kept if it names that folder, even through a symlink
+        same = bool(pwd) and os.path.isabs(pwd) and os.path.samefile(pwd, where)
     except OSError:
-        pass
-    env["PWD"] = where
+        same = False
+    if not same:
+        env["PWD"] = where
+    oldpwd = env.get("OLDPWD")
+    if oldpwd is not None and not (oldpwd and os.path.isdir(os.path.join(where, oldpwd))):
+        del env["OLDPWD"]
+    env["SHLVL"] = _shell_level(env.get("SHLVL")) or "0"
+    env["_"] = typed if "/" in typed else program
+
+
+def _shell_level(value: str | None) -> str | None:
+    """``SHLVL`` as ``bash -c`` leaves it for the command it execs: one up as it starts,
+    one down as it execs. None for a value bash would warn about or read its own way
+    (past 998, signs, words): such a line is left to bash."""
+    if value is None:
+        return "0"
+    digits = value.strip()
+    if digits.isascii() and digits.isdigit() and int(digits) < 999:
+        return str(int(digits))
+    return None
 
 
 def child_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
@@ -136,12 +166,13 @@ def argv_of(
     reads stdin cannot swallow the lines after it), or past :data:`SCRIPT_ARG_MAX` in an
     unnamed file; ``always`` closes that file once the spawn is over. With the default
     shell a plain one-line command runs without it (:func:`direct_argv`; ``env`` then gets
-    the ``PWD`` bash would have given it).
+    what bash would have set in it, :func:`as_bash_starts`).
     """
     if isinstance(command, str):
-        if shell is None and (direct := direct_argv(command, env, cwd)) is not None:
-            shell_pwd(env, cwd)
-            return direct, command, None
+        if shell is None and (direct := _direct_command(command, env, cwd)) is not None:
+            words, program = direct
+            as_bash_starts(env, cwd, words[0], program)
+            return words, command, None
         shell = shell or default_shell()
         if len(command.encode()) <= SCRIPT_ARG_MAX:
             return [shell, "-c", command], command, None

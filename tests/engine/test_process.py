@@ -457,3 +457,28 @@ def test_without_the_shell_a_command_is_the_same(tmp_path: Path):
             shell.stdout,
             shell.stderr,
         ), line
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"SHLVL": None, "OLDPWD": None},
+        {"SHLVL": "5", "OLDPWD": "/"},
+        {"SHLVL": " 7", "OLDPWD": "/asyncmagic-missing"},
+        {"SHLVL": "0", "OLDPWD": "sub"},  # relative: a folder of the command's cwd
+        {"SHLVL": "abc", "OLDPWD": ""},
+        {"SHLVL": "999"},  # bash warns that this is too high: the line is left to bash
+    ],
+)
+def test_without_the_shell_a_command_gets_the_environment_bash_gives_it(tmp_path: Path, changes):
+    """bash -c sets PWD, SHLVL and _ for the command it execs, and drops an OLDPWD that is
+    not a folder: a plain line run without it sees the same environment."""
+    (tmp_path / "sub").mkdir()
+    direct = arun(run("printenv", cwd=tmp_path, env=changes))
+    shell = arun(run(["bash", "-c", "printenv"], cwd=tmp_path, env=changes))
+
+    def variables(result):
+        return sorted(line for line in result.stdout.splitlines() if not line.startswith("ASYNCMAGIC_SPAWN="))
+
+    assert direct.ok and shell.ok
+    assert variables(direct) == variables(shell)
