@@ -126,6 +126,9 @@ def main() -> None:
                 cut_at = time.monotonic() - t0
                 break
             blocked.append(ex.idle_at - t0)
+        if not bash.done:  # end the cell first: a kernel shut down under a running cell
+            kernel.manager.interrupt_kernel()  # prints a traceback when the cell's reply fails
+            kernel.wait_until(lambda: bash.done, timeout=60, what="%%bash to end on an interrupt")
     finally:
         kernel.shutdown()
 
