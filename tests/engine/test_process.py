@@ -482,3 +482,19 @@ def test_without_the_shell_a_command_gets_the_environment_bash_gives_it(tmp_path
 
     assert direct.ok and shell.ok
     assert variables(direct) == variables(shell)
+
+
+def test_a_change_to_our_environment_reaches_the_next_child():
+    """The decoded environment is reused only while os.environ is unchanged."""
+    name = "ASYNCMAGIC_TEST_VARIABLE"
+    try:
+        os.environ[name] = "one"
+        first = asyncio.run(run(f"printenv {name}"))
+        os.environ[name] = "two"
+        second = asyncio.run(run(f"printenv {name}"))
+        del os.environ[name]
+        gone = asyncio.run(run(f"printenv {name}"))
+    finally:
+        os.environ.pop(name, None)
+    assert (first.stdout, second.stdout, gone.returncode) == ("one\n", "two\n", 1)
+    assert asyncio.run(run(f"printenv {name}", env={name: "three"})).stdout == "three\n"
