@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from .childwatch import use_pidfds
+from .pathlookup import find_program, runs_itself
 
 SCRIPT_ARG_MAX = 64 * 1024
 """Scripts longer than this (bytes) are passed in a file, not as one argument: Linux caps
@@ -89,24 +90,14 @@ def _direct_command(
     path = env.get("PATH", os.defpath)
     if "/" in name:
         program = shutil.which(os.path.join(cwd or os.getcwd(), name))
+        executable = program is not None and runs_itself(program)
     elif all(os.path.isabs(d) for d in path.split(os.pathsep)):
-        program = shutil.which(name, path=path)
+        program, executable = find_program(name, path)
     else:  # a PATH with relative folders is searched from the command's cwd
         return None
-    if program is None or not _executable_format(program):
+    if program is None or not executable:
         return None
     return words, program  # argv[0] as typed, as bash gives it: what the program's messages name
-
-
-def _executable_format(program: str) -> bool:
-    """Whether exec runs ``program`` itself: a binary or a ``#!`` script (bash runs a text
-    file without ``#!`` as a script of its own; exec refuses it)."""
-    try:
-        with open(program, "rb") as file:
-            head = file.read(4)
-    except OSError:
-        return False
-    return head == b"\x7fELF" or head.startswith(b"#!")
 
 
 def as_bash_starts(env: dict[str, str], cwd: str | os.PathLike[str] | None, typed: str, program: str) -> None:
