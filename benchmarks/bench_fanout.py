@@ -5,7 +5,9 @@ Measures, as the frontend sees it: the cell's wall time over 500 lines of ``true
 per command (user + system of the kernel process, from ``os.times()``: the stable figure).
 The anchors run the same lines from the kernel, 8 at a time, each line in a shell as
 ``%%arun --parallel`` runs it: ``xargs -P 8 -I{} sh -c {}`` and ``parallel -j 8`` (Debian's
-package ``parallel``, installed here when missing and we are root). Medians of the rounds,
+package ``parallel``, installed here when missing and we are root). A floor beside them:
+bare ``asyncio.create_subprocess_exec`` in the same kernel, 8 at once, no shell, output
+read and dropped (what any asyncio runner in a kernel pays at least). Medians of the rounds,
 alternating the order. Targets: at most 1.2x xargs, faster than GNU parallel.
 
 Run: ``make bench`` (or ``python benchmarks/bench_fanout.py [--rounds N]``). Shared, noisy
@@ -26,6 +28,26 @@ from kernelbench import Kernel, median, table, timed
 
 COMMANDS = 500
 CPU = "(lambda t: t.user + t.system)(__import__('os').times())"
+FLOOR = "asyncio, 8 at once (floor)"
+FLOOR_SETUP = """
+import asyncio as _asyncio, subprocess as _subprocess
+
+async def _asyncio_fan(path, at_once=8):
+    gate = _asyncio.Semaphore(at_once)
+
+    async def one(line):
+        async with gate:
+            proc = await _asyncio.create_subprocess_exec(
+                *line.split(), stdin=_subprocess.DEVNULL, stdout=_subprocess.PIPE,
+                stderr=_subprocess.PIPE, start_new_session=True,
+            )
+            await proc.communicate()
+
+    with open(path) as f:
+        await _asyncio.gather(*(one(line) for line in f.read().splitlines()))
+"""
+"""The least any asyncio runner in this kernel does for a line: spawn it without a shell,
+read its output to the end, wait for it; no display, no log, no Result."""
 
 
 def ensure_gnu_parallel() -> str | None:
@@ -47,6 +69,7 @@ def cells(lines_file: str, gnu: str | None, quiet: bool) -> dict[str, str]:
     }
     if gnu is not None:
         found["GNU parallel -j 8"] = run.format(f"{gnu} -j 8 < {lines_file}")
+    found[FLOOR] = f"await _asyncio_fan({lines_file!r})"
     return found
 
 
@@ -79,6 +102,7 @@ def main() -> None:
     kernel = Kernel()
     try:
         kernel.run("%load_ext asyncmagic")
+        kernel.run(FLOOR_SETUP)
         rows = [["lines", "contender", "wall (median)", "vs xargs -P 8", "kernel CPU per command"]]
         for what, line, quiet in [("true", "true", True), ("echo N", "echo {}", False)]:
             path = os.path.join(workdir, what.replace(" ", "_"))
