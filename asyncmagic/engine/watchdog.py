@@ -71,30 +71,44 @@ def untrack(pgid: int) -> None:
 
 
 def _send(line: str) -> None:
-    global _pipe, _proc
+    """Write ``line`` to the watchdog, starting it first if there is none. A watchdog that
+    died is noticed by the write failing (its pipe has no reader), not by a ``waitpid``
+    before each line: then another is started and told the line."""
+    global _pipe
     with _lock:
-        if _pipe is None or (_proc is not None and _proc.poll() is not None):
-            _proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from asyncmagic.engine.watchdog import main; main()",
-                    str(os.getpid()),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                start_new_session=True,  # the kernel's interrupts and shutdown kills miss it
-                close_fds=True,
-            )
-            assert _proc.stdin is not None
-            _pipe = _proc.stdin.fileno()
-            os.set_inheritable(_pipe, False)
-        if not line:
-            return
-        try:
-            os.write(_pipe, line.encode())
-        except OSError:
-            _pipe = None
+        for _ in range(2):
+            if _pipe is None:
+                _pipe = _start()
+            if not line:
+                return
+            try:
+                os.write(_pipe, line.encode())
+                return
+            except OSError:
+                _pipe = None
+
+
+def _start() -> int:
+    """Start the watchdog (reaping one that died); the write end of its pipe."""
+    global _proc
+    if _proc is not None:  # the one that died: reap it, close our end of its pipe
+        _proc.poll()
+        if _proc.stdin is not None:
+            try:
+                _proc.stdin.close()
+            except OSError:
+                pass
+    _proc = subprocess.Popen(
+        [sys.executable, "-c", "from asyncmagic.engine.watchdog import main; main()", str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,  # the kernel's interrupts and shutdown kills miss it
+        close_fds=True,
+    )
+    assert _proc.stdin is not None
+    pipe = _proc.stdin.fileno()
+    os.set_inheritable(pipe, False)
+    return pipe
 
 
 def main() -> None:

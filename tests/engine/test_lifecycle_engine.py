@@ -315,6 +315,39 @@ def test_the_watchdog_sees_a_killed_owner_while_a_forked_child_lives(marker):
             pass
 
 
+AFTER_A_DEAD_WATCHDOG = """
+import asyncio, os, signal, time
+from asyncmagic import run, start
+from asyncmagic.engine import watchdog
+asyncio.run(run("true"))  # the first command starts the watchdog
+first = watchdog._proc
+os.kill(first.pid, signal.SIGKILL)
+first.wait()
+async def main():
+    proc = await start(["sleep", "{marker}"])
+    print(first.pid, watchdog._proc.pid, flush=True)
+    time.sleep(600)  # killed here, the group registered with the new watchdog only
+asyncio.run(main())
+"""
+
+
+def test_a_watchdog_that_died_is_started_again_and_told_of_the_next_command(marker):
+    """A dead watchdog is noticed when a line to it cannot be written; the new one is told
+    that line, and ends the command when its owner dies."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", AFTER_A_DEAD_WATCHDOG.format(marker=marker)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        first, second = map(int, owner.stdout.readline().split())
+        assert first != second
+        assert found(sleeping, marker)
+        owner.kill()
+        owner.wait()
+        assert none_left(sleeping, marker, within=BOUND), "the new watchdog did not end the command"
+    finally:
+        owner.kill()
+
+
 UNREGISTERED = """
 import os, subprocess, sys, time
 from asyncmagic.engine import watchdog
