@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -230,6 +231,8 @@ class LiveOutput:
         self._timer: asyncio.TimerHandle | None = None
         self.before_first_write: Callable[[], None] | None = None
         """Called once, just before the first output is written (a status line placed above it)."""
+        self._sending: dict[str, threading.Event] = {}  # a stream's last send, while not done
+        self._last_stream = ""
 
     def __call__(self, stream: str, text: str) -> None:
         if self._labels is not None:
@@ -346,8 +349,50 @@ class LiveOutput:
             first()
         for stream, text in pending:
             out = self._streams[stream]
+            sending = self._sending.pop(stream, None)
+            if sending is not None and stream != self._last_stream:
+                # Its last send must be done before more is written, or the text written to the
+                # other stream since would come out after this: one run of a stream per message.
+                sending.wait(SEND_TIMEOUT)
             out.write(text)
-            out.flush()  # one message per run of a stream keeps stdout and stderr in order
+            sent = send_soon(out)
+            if sent is not None:
+                self._sending[stream] = sent
+            self._last_stream = stream
+
+
+SEND_TIMEOUT = 10.0
+"""Seconds to wait for ipykernel's IO thread to send a stream, as its own ``flush`` waits."""
+
+
+def send_soon(out: TextIO) -> threading.Event | None:
+    """Have ``out`` sent now without waiting for it: the event is set once it is sent.
+
+    ipykernel's ``OutStream.flush`` hands the send to its IO thread and waits for the thread's
+    answer, a round trip that cost most of a millisecond for every command's first line.
+    The IO thread runs what it is handed in order, so a send handed over now still goes out
+    before anything displayed or flushed after it. Any other stream is flushed in place
+    (None: done).
+    """
+    pub = getattr(out, "pub_thread", None)
+    thread = getattr(pub, "thread", None)
+    send = getattr(out, "_flush", None)
+    if pub is None or send is None or thread is None or thread is threading.current_thread():
+        out.flush()
+        return None
+    if not thread.is_alive():
+        out.flush()
+        return None
+    sent = threading.Event()
+
+    def send_and_tell() -> None:
+        try:
+            send()
+        finally:
+            sent.set()
+
+    pub.schedule(send_and_tell)
+    return sent
 
 
 def collapse_frames(text: str) -> str:

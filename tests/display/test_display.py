@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import sys
+import threading
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime, timedelta, timezone
 
@@ -142,3 +145,73 @@ def test_many_status_lines_are_refreshed_evenly_and_each_in_turn():
     elapsed = asyncio.run(main())
     assert 30 <= elapsed * 40 + 1  # never more than the budget, however loaded
     assert all(t == [f"[job {k}]"] for k, t in texts.items()), "each once, in turn"
+
+
+@pytest.fixture
+def iopub():
+    """ipykernel's own IO thread and output streams on a real zmq socket, and a reader of it."""
+    zmq = pytest.importorskip("zmq")
+    from ipykernel.iostream import IOPubThread, OutStream
+    from jupyter_client.session import Session
+
+    context = zmq.Context()
+    pub, sub = context.socket(zmq.PUB), context.socket(zmq.SUB)
+    pub.bind("inproc://iopub")
+    sub.connect("inproc://iopub")
+    sub.subscribe(b"")
+    thread = IOPubThread(pub)
+    thread.start()
+    session = Session(key=b"")
+    streams = {name: OutStream(session, thread, name, watchfd=False) for name in ("stdout", "stderr")}
+
+    def received(chars: int) -> list[tuple[str, str]]:
+        got: list[tuple[str, str]] = []
+        while sum(len(text) for _, text in got) < chars:
+            assert sub.poll(10_000), f"only {got} arrived"
+            _, frames = session.feed_identities(sub.recv_multipart())
+            content = session.deserialize(frames)["content"]
+            got.append((content["name"], content["text"]))
+        return got
+
+    yield thread, streams, received
+    thread.stop()
+    thread.close()
+    sub.close()
+    context.term()
+
+
+def test_a_stream_is_sent_without_waiting_and_the_two_streams_keep_their_order(iopub):
+    thread, streams, received = iopub
+    held, release = threading.Event(), threading.Event()
+    thread.schedule(lambda: (held.set(), release.wait(20)))  # the IO thread busy, as at a cell's start
+    assert held.wait(10)
+    with redirect_stdout(streams["stdout"]), redirect_stderr(streams["stderr"]):
+        live = LiveOutput(min_gap=0, governor=Governor())
+    live("stdout", "a\n")
+    live("stderr", "b\n")  # both handed to the busy IO thread: neither call waited for it
+    writer = threading.Thread(target=live, args=("stdout", "c\n"))
+    writer.start()
+    # "c" must not join the stdout text still unsent: the writer waits for that send first.
+    deadline = time.monotonic() + 10
+    while not _waiting(writer) and not _holds(streams["stdout"], "c"):
+        assert time.monotonic() < deadline and writer.is_alive(), "the writer neither waited nor wrote"
+        time.sleep(0.001)
+    release.set()
+    writer.join(10)
+    assert received(6) == [("stdout", "a\n"), ("stderr", "b\n"), ("stdout", "c\n")]
+
+
+def _holds(stream, text: str) -> bool:
+    """Whether ipykernel's stream holds ``text`` not yet sent."""
+    with stream._buffer_lock:
+        return any(text in buffer.getvalue() for buffer in stream._buffers.values())
+
+
+def _waiting(thread: threading.Thread) -> bool:
+    """Whether the thread is blocked in a ``threading.Event.wait``."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__:
+            return True
+        frame = frame.f_back
+    return False
