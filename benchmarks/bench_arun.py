@@ -8,7 +8,8 @@ Measures, as the frontend sees it:
   to the frontend with no streaming at all), and the number of stream messages. ``%%arun``
   shows the head and tail of so much output by default; ``--max-lines 0`` shows all of it,
   at the pace jupyter_server's rate limits allow (80% of 1 MB/s);
-- overhead per call of ``echo hi``, the order of the contenders turned each round.
+- overhead per call of ``echo hi``, the order of the contenders turned each round, with two
+  floors beside them: an empty cell, and bare ``asyncio.create_subprocess_exec`` in a cell.
 
 Run: ``make bench`` (or ``python benchmarks/bench_arun.py [--rounds N]``). The machines are
 shared and noisy: read the medians and ratios, not one absolute time.
@@ -102,6 +103,14 @@ def main() -> None:
                 "import subprocess\n"
                 "print(subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout, end='')"
             ),
+            # The floors: what every cell costs, and the least an asyncio command can cost.
+            "empty": "pass",
+            "asyncio": (
+                "import asyncio\n"
+                "_p = await asyncio.create_subprocess_exec('echo', 'hi', stdout=-1)\n"
+                "print((await _p.stdout.read()).decode(), end='', flush=True)\n"
+                "await _p.wait()"
+            ),
         }
         overhead: dict[str, list[float]] = {k: [] for k in calls}
         names = list(calls)
@@ -148,6 +157,14 @@ def main() -> None:
     )
     print(f"\nrounds: {opts.rounds} ({opts.bash_rounds} for %%bash on 20 MB); {time.strftime('%Y-%m-%d')}")
     print(table(rows))
+    cell = {k: median(overhead[k]) for k in overhead}
+    above = {k: fmt_ms(cell[k] - cell["empty"]) for k in ("arun", "bash", "asyncio")}
+    print(
+        f"per call, the floors in the same run: an empty cell {fmt_ms(cell['empty'])}; "
+        f"bare asyncio (create_subprocess_exec, print, wait) {fmt_ms(cell['asyncio'])}, "
+        f"{cell['asyncio'] / cell['bash']:.2f}x %%bash. Above an empty cell: "
+        f"%%arun {above['arun']}, %%bash {above['bash']}, bare asyncio {above['asyncio']}"
+    )
 
 
 if __name__ == "__main__":
