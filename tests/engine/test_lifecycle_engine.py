@@ -293,16 +293,26 @@ asyncio.run(main())
 """
 
 
+def _owner(script: str, marker: str) -> subprocess.Popen:
+    """A Python process that runs ``script`` (formatted with ``marker``), its stdout a pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script.format(marker=marker)], stdout=subprocess.PIPE, text=True
+    )
+
+
+def _kill(owner: subprocess.Popen) -> None:
+    """SIGKILL the owner, as a kernel dies, and reap it."""
+    owner.kill()
+    owner.wait()
+
+
 def test_the_watchdog_sees_a_killed_owner_while_a_forked_child_lives(marker):
     # 15: fork copied the watchdog pipe's write end, so no end-of-file came.
-    owner = subprocess.Popen(
-        [sys.executable, "-c", WATCHED.format(marker=marker)], stdout=subprocess.PIPE, text=True
-    )
+    owner = _owner(WATCHED, marker)
     try:
         _, forked = map(int, owner.stdout.readline().split())
         assert found(sleeping, marker)  # its shell execs sleep after start() returned (once in ten)
-        owner.kill()
-        owner.wait()
+        _kill(owner)
         deadline = time.monotonic() + BOUND
         while sleeping(marker) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -334,15 +344,12 @@ asyncio.run(main())
 def test_a_watchdog_that_died_is_started_again_and_told_of_the_next_command(marker):
     """A dead watchdog is noticed when a line to it cannot be written; the new one is told
     that line, and ends the command when its owner dies."""
-    owner = subprocess.Popen(
-        [sys.executable, "-c", AFTER_A_DEAD_WATCHDOG.format(marker=marker)], stdout=subprocess.PIPE, text=True
-    )
+    owner = _owner(AFTER_A_DEAD_WATCHDOG, marker)
     try:
         first, second = map(int, owner.stdout.readline().split())
         assert first != second
         assert found(sleeping, marker)
-        owner.kill()
-        owner.wait()
+        _kill(owner)
         assert none_left(sleeping, marker, within=BOUND), "the new watchdog did not end the command"
     finally:
         owner.kill()
@@ -363,16 +370,13 @@ time.sleep(600)  # killed here: its spawn announced, its group never registered
 def test_the_watchdog_ends_a_child_whose_owner_died_before_registering_it(marker):
     """A kernel SIGKILLed between a child's exec and the registration of its group left the
     child running (seen once in four runs of the kernel-end matrix)."""
-    owner = subprocess.Popen(
-        [sys.executable, "-c", UNREGISTERED.format(marker=marker)], stdout=subprocess.PIPE, text=True
-    )
+    owner = _owner(UNREGISTERED, marker)
     try:
         owner.stdout.readline()
         # vfork lets the owner go on once the old memory is released, before the kernel
         # has written the new command line: /proc shows it a moment later
         assert found(sleeping, marker)
-        owner.kill()
-        owner.wait()
+        _kill(owner)
         assert none_left(sleeping, marker, within=BOUND), "the watchdog did not end the child"
     finally:
         owner.kill()
@@ -383,18 +387,12 @@ def test_a_dying_owners_watchdog_ends_its_own_unregistered_child_only(marker):
     "1" pending had its watchdog end every session leader holding token "1", another
     kernel's children too (a child keeps its environment for life)."""
     other = f"{marker}1"
-    owners = [
-        subprocess.Popen(
-            [sys.executable, "-c", UNREGISTERED.format(marker=m)], stdout=subprocess.PIPE, text=True
-        )
-        for m in (marker, other)
-    ]
+    owners = [_owner(UNREGISTERED, m) for m in (marker, other)]
     try:
         for owner in owners:
             owner.stdout.readline()
         assert found(sleeping, marker) and found(sleeping, other)
-        owners[0].kill()
-        owners[0].wait()
+        _kill(owners[0])
         assert none_left(sleeping, marker, within=BOUND), "the watchdog did not end its child"
         assert sleeping(other), "a dying owner's watchdog ended another owner's child"
     finally:
