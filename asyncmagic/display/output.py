@@ -231,7 +231,7 @@ class LiveOutput:
         self._timer: asyncio.TimerHandle | None = None
         self.before_first_write: Callable[[], None] | None = None
         """Called once, just before the first output is written (a status line placed above it)."""
-        self._sending: dict[str, threading.Event] = {}  # a stream's last send, while not done
+        self._sending: dict[str, threading.Event] = {}  # each stream's last send handed to the IO thread
         self._last_stream = ""
 
     def __call__(self, stream: str, text: str) -> None:
@@ -377,10 +377,7 @@ def send_soon(out: TextIO) -> threading.Event | None:
     pub = getattr(out, "pub_thread", None)
     thread = getattr(pub, "thread", None)
     send = getattr(out, "_flush", None)
-    if pub is None or send is None or thread is None or thread is threading.current_thread():
-        out.flush()
-        return None
-    if not thread.is_alive():
+    if send is None or thread is None or thread is threading.current_thread() or not thread.is_alive():
         out.flush()
         return None
     sent = threading.Event()
