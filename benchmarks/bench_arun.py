@@ -107,7 +107,7 @@ def main() -> None:
             "empty": "pass",
             "asyncio": (
                 "import asyncio\n"
-                "_p = await asyncio.create_subprocess_exec('echo', 'hi', stdout=-1)\n"
+                "_p = await asyncio.create_subprocess_exec('echo', 'hi', stdout=asyncio.subprocess.PIPE)\n"
                 "print((await _p.stdout.read()).decode(), end='', flush=True)\n"
                 "await _p.wait()"
             ),
