@@ -313,10 +313,7 @@ def test_the_watchdog_sees_a_killed_owner_while_a_forked_child_lives(marker):
         _, forked = map(int, owner.stdout.readline().split())
         assert found(sleeping, marker)  # its shell execs sleep after start() returned (once in ten)
         _kill(owner)
-        deadline = time.monotonic() + BOUND
-        while sleeping(marker) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not sleeping(marker), "the watchdog did not end the group"
+        assert none_left(sleeping, marker, within=BOUND), "the watchdog did not end the group"
     finally:
         owner.kill()
         try:
